@@ -1,0 +1,43 @@
+# Touchline: `make run` starts everything on the embedded default; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test test-embedded lint format migrate clean help
+
+help:
+	@echo "make run    - install, migrate, and start web + worker/beat + provider simulator"
+	@echo "make test   - run the test suite (PostgreSQL + Redis when they answer, else embedded)"
+	@echo "make lint   - ruff check and format check"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(BIN)/.installed
+	DEBUG=1 $(BIN)/python manage.py migrate --noinput
+	DEBUG=1 $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	DEBUG=1 $(BIN)/python manage.py bootstrap_demo
+	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+
+test: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/test $(ARGS)
+
+test-embedded: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" TOUCHLINE_TEST_EMBEDDED=1 scripts/test $(ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(BIN)/.installed
+	DEBUG=1 $(BIN)/python manage.py migrate
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache

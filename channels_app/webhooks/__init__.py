@@ -1,0 +1,1 @@
+"""Provider webhook views: verify, parse into channels_app.events, record, publish."""

@@ -1,0 +1,23 @@
+"""The Celery app and its beat schedule. No business logic here."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("touchline")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _beat_schedule(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sender.conf.beat_schedule = {
+        "sweep-stale-messages": {
+            "task": "messaging.tasks.sweep_messages",
+            "schedule": settings.SWEEP_INTERVAL_SECONDS,
+        },
+    }

@@ -1,0 +1,314 @@
+"""Touchline settings: one module, driven by environment variables (12-factor).
+
+Unset variables mean the embedded default: SQLite (WAL, IMMEDIATE transactions), Celery on
+kombu's filesystem transport, and provider adapters pointed at the local simulator. Secrets
+never have a production default: with DEBUG off, SECRET_KEY must come from the environment;
+in embedded/simulator mode, development secrets are generated once under TOUCHLINE_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env("TOUCHLINE_DATA_DIR", default=str(BASE_DIR / ".data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _dev_secret(name: str, factory=lambda: secrets.token_urlsafe(48)) -> str:
+    """A secret generated once per data folder, for development and simulator use only."""
+    folder = DATA_DIR / "secrets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / name
+    if not path.exists():
+        path.write_text(factory())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment, or set DEBUG=1 for a "
+            "development key generated under TOUCHLINE_DATA_DIR."
+        )
+    SECRET_KEY = _dev_secret("django_secret_key")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_standardized_errors",
+    "channels_app",
+    "messaging",
+    "journeys",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'touchline.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN so
+    # concurrent writers queue on busy_timeout instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests with live servers and workers run threads against the test database; a file
+    # (not shared-cache memory, whose table locks ignore the busy timeout) keeps it usable.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# Request bodies: API requests stay small; the inbound-parse view raises its own limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+INBOUND_PARSE_MAX_BYTES = env.int("INBOUND_PARSE_MAX_BYTES", default=30 * 1024 * 1024)
+
+# --- Logging --------------------------------------------------------------------------
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "twilio.http_client": {"level": "WARNING"},
+    },
+}
+
+# --- Celery ---------------------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem"):
+    _broker_dir = DATA_DIR / "broker"
+    for sub in ("queue", "processed", "control"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "control_folder": str(_broker_dir / "control"),
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # acks_late tasks must finish (or be redelivered) within the visibility timeout.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 90
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_WORKER_POOL = env("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=8)
+
+# --- Delivery -------------------------------------------------------------------------
+MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=6)
+MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=5.0)
+MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=900.0)
+# A message stuck in `sending` longer than this (a worker died mid-call) becomes `unknown`.
+MESSAGE_SENDING_TIMEOUT_SECONDS = env.int("MESSAGE_SENDING_TIMEOUT_SECONDS", default=600)
+# A `queued` message whose task never ran (lost between commit and enqueue) is re-queued.
+MESSAGE_QUEUED_LEASE_SECONDS = env.int("MESSAGE_QUEUED_LEASE_SECONDS", default=120)
+SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=30.0)
+PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
+
+# --- Providers ------------------------------------------------------------------------
+SIMULATOR_HOST = env("SIMULATOR_HOST", default="127.0.0.1")
+SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8025)
+SIMULATOR_URL = env("SIMULATOR_URL", default=f"http://{SIMULATOR_HOST}:{SIMULATOR_PORT}")
+
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_SIMULATED = not TWILIO_ACCOUNT_SID
+if TWILIO_SIMULATED:
+    TWILIO_ACCOUNT_SID = "AC" + "0" * 30 + "51"
+    TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="") or _dev_secret(
+        "twilio_auth_token", lambda: secrets.token_hex(16)
+    )
+    TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default=SIMULATOR_URL)
+else:
+    TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN")
+    TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com")
+TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", default="+15005550006" if TWILIO_SIMULATED else "")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_WHATSAPP_FROM = env(
+    "TWILIO_WHATSAPP_FROM", default="+14155238886" if TWILIO_SIMULATED else ""
+)
+
+SENDGRID_API_KEY = env("SENDGRID_API_KEY", default="")
+SENDGRID_SIMULATED = not SENDGRID_API_KEY
+SENDGRID_FROM_EMAIL = env(
+    "SENDGRID_FROM_EMAIL", default="hello@touchline.example" if SENDGRID_SIMULATED else ""
+)
+SENDGRID_FROM_NAME = env("SENDGRID_FROM_NAME", default="")
+INBOUND_EMAIL_DOMAIN = env(
+    "INBOUND_EMAIL_DOMAIN", default="reply.touchline.example" if SENDGRID_SIMULATED else ""
+)
+
+
+def _dev_ecdsa_private_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+if SENDGRID_SIMULATED:
+    SENDGRID_API_KEY = _dev_secret("sendgrid_api_key", lambda: "SG." + secrets.token_urlsafe(32))
+    SENDGRID_API_HOST = env("SENDGRID_API_HOST", default=SIMULATOR_URL)
+    # The simulator signs its event webhooks with this private key; Touchline verifies with
+    # the public half, exactly as it would verify SendGrid's own signature.
+    SIMULATOR_SENDGRID_SIGNING_KEY = _dev_secret("sendgrid_webhook_key.pem", _dev_ecdsa_private_key)
+    _default_public_key = ""
+    if not env("SENDGRID_WEBHOOK_PUBLIC_KEY", default=""):
+        from cryptography.hazmat.primitives import serialization
+
+        _priv = serialization.load_pem_private_key(SIMULATOR_SENDGRID_SIGNING_KEY.encode(), None)
+        _default_public_key = base64.b64encode(
+            _priv.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ).decode()
+    SENDGRID_WEBHOOK_PUBLIC_KEY = env("SENDGRID_WEBHOOK_PUBLIC_KEY", default=_default_public_key)
+    INBOUND_PARSE_SECRET = env("INBOUND_PARSE_SECRET", default="") or _dev_secret(
+        "inbound_parse_secret", lambda: secrets.token_urlsafe(24)
+    )
+else:
+    SENDGRID_API_HOST = env("SENDGRID_API_HOST", default="https://api.sendgrid.com")
+    SIMULATOR_SENDGRID_SIGNING_KEY = ""
+    SENDGRID_WEBHOOK_PUBLIC_KEY = env("SENDGRID_WEBHOOK_PUBLIC_KEY", default="")
+    INBOUND_PARSE_SECRET = env("INBOUND_PARSE_SECRET", default="")
+
+# Accept SendGrid event webhooks signed at most this long ago (replay window).
+SENDGRID_WEBHOOK_MAX_AGE_SECONDS = env.int("SENDGRID_WEBHOOK_MAX_AGE_SECONDS", default=300)
+
+# Dotted paths of the adapter class per channel (see channels_app/providers/registry.py).
+TOUCHLINE_PROVIDERS = {
+    "sms": "channels_app.providers.twilio.TwilioSmsProvider",
+    "whatsapp": "channels_app.providers.twilio.TwilioWhatsAppProvider",
+    "email": "channels_app.providers.sendgrid.SendGridEmailProvider",
+}
+
+HELP_TEXT = env(
+    "HELP_TEXT",
+    default="Touchline demo: reply STOP to unsubscribe, START to resubscribe.",
+)
+
+# --- REST framework -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["messaging.api_auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["messaging.api_auth.HasScopedAPIKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
+}
+API_KEY_CUSTOM_HEADER = None
+_ERRORS = "drf_standardized_errors.openapi_serializers"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Touchline API",
+    "DESCRIPTION": "Omnichannel customer messaging: events, contacts, messages, touchpoints.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ValidationErrorEnum": f"{_ERRORS}.ValidationErrorEnum.choices",
+        "ClientErrorEnum": f"{_ERRORS}.ClientErrorEnum.choices",
+        "ServerErrorEnum": f"{_ERRORS}.ServerErrorEnum.choices",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
+        "drf_spectacular.hooks.postprocess_schema_enums",
+    ],
+}
+DRF_STANDARDIZED_ERRORS = {"ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True}

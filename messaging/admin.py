@@ -1,0 +1,418 @@
+"""Django admin for marketing and support staff: contacts, templates, messages, timeline."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
+
+from . import services
+from .forms import ConsentForm, SendMessageForm, SendTestForm
+from .models import (
+    ApiKey,
+    Consent,
+    ConsentChange,
+    Contact,
+    Direction,
+    Message,
+    Template,
+    Touchpoint,
+)
+from .rendering import TemplateRenderError, render_template
+
+TIMELINE_ROWS = 50
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class ConsentInline(ReadOnlyInline):
+    model = Consent
+    fields = ("channel", "status", "source", "changed_at")
+    readonly_fields = fields
+    verbose_name_plural = "Consent (change it with “Set consent” above)"
+
+
+class ConsentChangeInline(ReadOnlyInline):
+    model = ConsentChange
+    fields = ("changed_at", "channel", "previous_status", "status", "source", "note", "message")
+    readonly_fields = fields
+    verbose_name_plural = "Consent history"
+    ordering = ("-changed_at",)
+
+
+def _timeline_html(touchpoints) -> str:
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                tp.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+                tp.get_channel_display() or "—",
+                tp.direction,
+                tp.kind,
+                _touchpoint_summary(tp),
+            )
+            for tp in touchpoints
+        ),
+    )
+    return format_html(
+        '<table class="touchline-timeline"><thead><tr><th>When (UTC)</th><th>Channel</th>'
+        "<th>Direction</th><th>What</th><th>Details</th></tr></thead><tbody>{}</tbody></table>",
+        rows,
+    )
+
+
+def _touchpoint_summary(tp: Touchpoint) -> str:
+    data = tp.data or {}
+    for key in ("body", "reason", "status", "url", "provider_message_id", "name"):
+        if data.get(key):
+            return f"{key}: {str(data[key])[:120]}"
+    return ""
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "external_id",
+        "email",
+        "phone",
+        "whatsapp",
+        "created_via",
+        "created_at",
+    )
+    list_filter = ("created_via", "preferred_channel", "email_undeliverable")
+    search_fields = ("external_id", "email", "phone", "whatsapp", "first_name", "last_name")
+    readonly_fields = (
+        "created_via",
+        "created_at",
+        "updated_at",
+        "last_inbound_whatsapp_at",
+        "conversation",
+        "timeline",
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "external_id",
+                    ("first_name", "last_name"),
+                    "email",
+                    "phone",
+                    "whatsapp",
+                    "preferred_channel",
+                    "locale",
+                    "timezone",
+                    "attributes",
+                )
+            },
+        ),
+        (
+            "Deliverability",
+            {"fields": ("email_undeliverable", "phone_invalid", "last_inbound_whatsapp_at")},
+        ),
+        ("Conversation", {"fields": ("conversation",)}),
+        ("Timeline", {"fields": ("timeline",)}),
+        ("Record", {"fields": ("created_via", "created_at", "updated_at")}),
+    )
+    inlines = [ConsentInline, ConsentChangeInline]
+    change_form_template = "admin/messaging/contact/change_form.html"
+    show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_via = Contact.CreatedVia.ADMIN
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="Latest touchpoints")
+    def timeline(self, obj: Contact) -> str:
+        if not obj.pk:
+            return "—"
+        touchpoints = list(obj.touchpoints.order_by("-occurred_at", "-id")[:TIMELINE_ROWS])
+        link = reverse("admin:messaging_touchpoint_changelist") + f"?contact__id__exact={obj.pk}"
+        return format_html(
+            '{}<p><a href="{}">All touchpoints for this contact →</a></p>',
+            _timeline_html(touchpoints),
+            link,
+        )
+
+    @admin.display(description="Messages per channel (both directions, oldest first)")
+    def conversation(self, obj: Contact) -> str:
+        if not obj.pk:
+            return "—"
+        recent = list(obj.messages.order_by("-created_at")[:60])[::-1]
+        blocks = []
+        for channel, label in Contact._meta.get_field("preferred_channel").choices:
+            rows = [m for m in recent if m.channel == channel]
+            if not rows:
+                continue
+            items = format_html_join(
+                "",
+                '<li class="{}"><b>{}</b> {} <span style="color:#666">({} · {})</span></li>',
+                (
+                    (
+                        m.direction,
+                        "Customer" if m.direction == Direction.INBOUND else "Touchline",
+                        (m.subject + " — " if m.subject else "") + (m.body[:300] or "[template]"),
+                        m.created_at.strftime("%Y-%m-%d %H:%M"),
+                        m.status,
+                    )
+                    for m in rows
+                ),
+            )
+            blocks.append(format_html("<h4>{}</h4><ul>{}</ul>", label, items))
+        return format_html_join("", "{}", ((b,) for b in blocks)) if blocks else "No messages yet."
+
+    def get_urls(self):
+        urls = super().get_urls()
+        extra = [
+            path(
+                "<int:pk>/send/",
+                self.admin_site.admin_view(self.send_view),
+                name="messaging_contact_send",
+            ),
+            path(
+                "<int:pk>/consent/",
+                self.admin_site.admin_view(self.consent_view),
+                name="messaging_contact_consent",
+            ),
+        ]
+        return extra + urls
+
+    def send_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        contact = get_object_or_404(Contact, pk=pk)
+        if not self.has_change_permission(request, contact):
+            return HttpResponse(status=403)
+        form = SendMessageForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                message, _ = services.message_create(
+                    contact=contact,
+                    channel=data["channel"],
+                    template=data["template"],
+                    body=data["body"],
+                    subject=data["subject"],
+                    source="admin",
+                    actor_id=request.user.pk,
+                )
+            except services.MessageRequestError as exc:
+                for field, errors in exc.errors.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                level = messages.SUCCESS if message.status != "skipped" else messages.WARNING
+                self.message_user(
+                    request, f"{message.get_channel_display()} message {message.status}.", level
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:messaging_contact_change", args=[contact.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Send a message to {contact}",
+            "contact": contact,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/messaging/contact/action_form.html", context)
+
+    def consent_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        contact = get_object_or_404(Contact, pk=pk)
+        if not self.has_change_permission(request, contact):
+            return HttpResponse(status=403)
+        form = ConsentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            changed = services.consent_set(
+                contact=contact,
+                channel=form.cleaned_data["channel"],
+                status=form.cleaned_data["status"],
+                source="admin",
+                note=form.cleaned_data["note"],
+                actor_id=request.user.pk,
+            )
+            self.message_user(request, "Consent updated." if changed else "Consent unchanged.")
+            return HttpResponseRedirect(
+                reverse("admin:messaging_contact_change", args=[contact.pk])
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Set consent for {contact}",
+            "contact": contact,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/messaging/contact/action_form.html", context)
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "channel", "updated_at")
+    list_filter = ("channel",)
+    search_fields = ("name", "slug", "body", "subject")
+    readonly_fields = ("preview",)
+    actions = ["send_test"]
+    fields = (
+        "name",
+        "slug",
+        "channel",
+        "description",
+        "subject",
+        "body",
+        "html_body",
+        "content_sid",
+        "content_variables",
+        "preview",
+    )
+
+    @admin.display(description="Preview (first contact, sample event)")
+    def preview(self, obj: Template) -> str:
+        if not obj.pk:
+            return "Save to see a preview."
+        contact = Contact.objects.order_by("-id").first() or Contact(
+            first_name="Ada", last_name="Lovelace", email="ada@example.com", phone="+14155552671"
+        )
+        try:
+            content = render_template(
+                obj, contact=contact, event={"order_id": "1001", "name": "order.completed"}
+            )
+        except TemplateRenderError as exc:
+            return format_html('<p class="errornote">{}</p>', str(exc))
+        parts = [format_html("<p><b>To:</b> {}</p>", contact)]
+        if content.subject:
+            parts.append(format_html("<p><b>Subject:</b> {}</p>", content.subject))
+        if content.content_sid:
+            parts.append(
+                format_html(
+                    "<p><b>Content SID:</b> {} — variables {}</p>",
+                    content.content_sid,
+                    content.content_variables,
+                )
+            )
+        parts.append(format_html('<pre style="white-space:pre-wrap">{}</pre>', content.body))
+        if content.html_body:
+            parts.append(
+                format_html(
+                    '<iframe sandbox="" style="width:100%;height:320px;border:1px solid #ccc" '
+                    'srcdoc="{}"></iframe>',
+                    content.html_body,
+                )
+            )
+        return format_html_join("", "{}", ((p,) for p in parts))
+
+    @admin.action(description="Send a test of the selected template to a contact")
+    def send_test(self, request: HttpRequest, queryset: QuerySet[Template]):
+        if "apply" in request.POST:
+            form = SendTestForm(request.POST)
+            if form.is_valid():
+                contact = form.cleaned_data["contact"]
+                for template in queryset:
+                    try:
+                        message, _ = services.message_create(
+                            contact=contact,
+                            channel=template.channel,
+                            template=template,
+                            source="admin-test",
+                            actor_id=request.user.pk,
+                        )
+                    except services.MessageRequestError as exc:
+                        self.message_user(request, f"{template}: {exc.errors}", messages.ERROR)
+                    else:
+                        self.message_user(request, f"{template}: test message {message.status}.")
+                return None
+        else:
+            form = SendTestForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Send a test",
+            "form": form,
+            "templates": queryset,
+            "opts": self.model._meta,
+            "action": "send_test",
+        }
+        return render(request, "admin/messaging/template/send_test.html", context)
+
+
+class MessageTouchpointInline(ReadOnlyInline):
+    model = Touchpoint
+    fk_name = "message"
+    fields = ("occurred_at", "kind", "direction", "data")
+    readonly_fields = fields
+    ordering = ("occurred_at", "id")
+    verbose_name_plural = "Status history"
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "channel",
+        "direction",
+        "status",
+        "contact",
+        "to_address",
+        "short_body",
+    )
+    list_filter = ("status", "channel", "direction", "source")
+    list_select_related = ("contact",)
+    search_fields = ("=id", "=provider_message_id", "to_address", "from_address")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    inlines = [MessageTouchpointInline]
+    readonly_fields = [f.name for f in Message._meta.fields]
+
+    @admin.display(description="Body")
+    def short_body(self, obj: Message) -> str:
+        return (obj.subject or obj.body or "")[:80]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Touchpoint)
+class TouchpointAdmin(admin.ModelAdmin):
+    list_display = ("occurred_at", "contact", "channel", "direction", "kind", "message", "data")
+    list_filter = ("channel", "direction", "kind")
+    list_select_related = ("contact", "message")
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+    raw_id_fields = ("contact", "message", "actor")
+    readonly_fields = [f.name for f in Touchpoint._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+admin.site.unregister(APIKey)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(APIKeyModelAdmin):
+    list_display = (*APIKeyModelAdmin.list_display, "scopes")

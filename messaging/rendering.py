@@ -1,0 +1,175 @@
+"""Rendering staff-authored Liquid templates (python-liquid) for a contact and event.
+
+Liquid, unlike Django or Jinja templates, cannot reach Python objects or the database: the
+template sees only the plain dicts built here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.utils.html import strip_tags
+from liquid import Environment
+from liquid.exceptions import LiquidError
+
+if TYPE_CHECKING:
+    from .models import Contact, Template
+
+_env = Environment()
+_TEMPLATE_FIELDS = ("subject", "body", "html_body")
+
+
+class TemplateRenderError(ValueError):
+    """A template that cannot be parsed or rendered; `errors` maps field → messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class RenderedContent:
+    subject: str = ""
+    body: str = ""
+    html_body: str = ""
+    content_sid: str = ""
+    content_variables: dict[str, str] = field(default_factory=dict)
+
+
+def describe_liquid_error(exc: LiquidError, source: str) -> str:
+    """A one-line message with the line number, for staff reading an admin form."""
+    token = getattr(exc, "token", None)
+    start = getattr(token, "start_index", None)
+    message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+    if isinstance(start, int):
+        line = source.count("\n", 0, start) + 1
+        return f"line {line}: {message}"
+    return str(message)
+
+
+def _check(source: str, sample: dict[str, Any]) -> str | None:
+    try:
+        # Parsing catches syntax errors; rendering against an empty context catches unknown
+        # filters and tags, which python-liquid only reports at render time.
+        _env.from_string(source).render(**sample)
+    except LiquidError as exc:
+        return describe_liquid_error(exc, source)
+    return None
+
+
+def template_errors(template: Template) -> dict[str, list[str]]:
+    """Field → error messages for a template; empty when every Liquid field is valid."""
+    sample: dict[str, Any] = {"contact": {}, "event": {}, "message": {}}
+    errors: dict[str, list[str]] = {}
+    for name in _TEMPLATE_FIELDS:
+        problem = _check(getattr(template, name) or "", sample)
+        if problem:
+            errors.setdefault(name, []).append(problem)
+    variables = template.content_variables or {}
+    if not isinstance(variables, dict):
+        errors["content_variables"] = ["Must be an object mapping variable names to Liquid."]
+    else:
+        for key, value in variables.items():
+            problem = _check(str(value), sample)
+            if problem:
+                errors.setdefault("content_variables", []).append(f"{key}: {problem}")
+    if template.channel == "email" and not (template.body or template.html_body):
+        errors.setdefault("body", []).append("An email needs a text body or an HTML body.")
+    if template.channel == "email" and not template.subject:
+        errors.setdefault("subject", []).append("An email needs a subject.")
+    if template.channel in ("sms", "whatsapp") and not (template.body or template.content_sid):
+        errors.setdefault("body", []).append("Write a body (or, for WhatsApp, a content SID).")
+    return errors
+
+
+def contact_context(contact: Contact) -> dict[str, Any]:
+    """What `{{ contact.… }}` sees: custom attributes, overlaid by the contact's own fields."""
+    attributes = dict(contact.attributes or {})
+    return {
+        **attributes,
+        "attributes": attributes,
+        "id": contact.pk,
+        "external_id": contact.external_id or "",
+        "email": contact.email,
+        "phone": contact.phone,
+        "whatsapp": contact.whatsapp,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "name": f"{contact.first_name} {contact.last_name}".strip(),
+        "locale": contact.locale,
+        "timezone": contact.timezone,
+    }
+
+
+def _render(source: str, context: dict[str, Any], field_name: str) -> str:
+    if not source:
+        return ""
+    try:
+        return _env.from_string(source).render(**context)
+    except LiquidError as exc:
+        raise TemplateRenderError({field_name: [describe_liquid_error(exc, source)]}) from exc
+
+
+def html_to_text(html: str) -> str:
+    """A readable text part from an HTML body, for email clients that prefer text."""
+    text = re.sub(r"(?is)<(script|style).*?</\1>", "", html)
+    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</h[1-6]>|</li>|</tr>", "\n", text)
+    text = strip_tags(text)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def render_content(
+    *,
+    contact: Contact,
+    subject: str = "",
+    body: str = "",
+    html_body: str = "",
+    content_sid: str = "",
+    content_variables: dict[str, str] | None = None,
+    event: dict[str, Any] | None = None,
+    message: dict[str, Any] | None = None,
+) -> RenderedContent:
+    """Render raw Liquid sources for one contact; raises TemplateRenderError."""
+    context = {
+        "contact": contact_context(contact),
+        "event": event or {},
+        "message": message or {},
+    }
+    rendered_html = _render(html_body, context, "html_body")
+    rendered_body = _render(body, context, "body")
+    if not rendered_body and rendered_html:
+        rendered_body = html_to_text(rendered_html)
+    variables = {
+        str(key): _render(str(value), context, "content_variables")
+        for key, value in (content_variables or {}).items()
+    }
+    return RenderedContent(
+        subject=" ".join(_render(subject, context, "subject").split()),
+        body=rendered_body,
+        html_body=rendered_html,
+        content_sid=content_sid,
+        content_variables=variables,
+    )
+
+
+def render_template(
+    template: Template,
+    *,
+    contact: Contact,
+    event: dict[str, Any] | None = None,
+    message: dict[str, Any] | None = None,
+) -> RenderedContent:
+    """Render a saved template for a contact: the same code path for preview and send."""
+    return render_content(
+        contact=contact,
+        subject=template.subject,
+        body=template.body,
+        html_body=template.html_body,
+        content_sid=template.content_sid,
+        content_variables=template.content_variables,
+        event=event,
+        message=message,
+    )

@@ -1,0 +1,37 @@
+"""Reads of customer-side state."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from channels_app.channels import Channel
+
+from .models import Contact, Message, Touchpoint
+
+
+def contact_by_address(*, channel: str, address: str) -> Contact | None:
+    """The most recently created contact with this address on a channel."""
+    if channel == Channel.EMAIL:
+        lookup = {"email__iexact": address}
+    elif channel == Channel.WHATSAPP:
+        contact = Contact.objects.filter(whatsapp=address).order_by("-id").first()
+        if contact is not None:
+            return contact
+        lookup = {"phone": address}
+    else:
+        lookup = {"phone": address}
+    return Contact.objects.filter(**lookup).order_by("-id").first()
+
+
+def contact_timeline(*, contact: Contact, channel: str = "", kind: str = "") -> QuerySet:
+    """A contact's touchpoints, newest first (served by the touchpoint_timeline index)."""
+    qs = Touchpoint.objects.filter(contact=contact).order_by("-occurred_at", "-id")
+    if channel:
+        qs = qs.filter(channel=channel)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs
+
+
+def message_detail(*, message_id: str) -> Message | None:
+    return Message.objects.select_related("contact", "template").filter(pk=message_id).first()

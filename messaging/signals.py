@@ -1,0 +1,13 @@
+"""Hooks messaging publishes once a change is committed, for apps above it (journeys,
+outbound webhooks) to react without messaging importing them.
+
+- `message_status_changed(message_id, contact_id, channel, status, previous_status, kind)`
+- `message_received(message_id, contact_id, channel, in_reply_to_id, keyword)`
+- `consent_changed(contact_id, channel, status, previous_status, source)`
+"""
+
+from django.dispatch import Signal
+
+message_status_changed = Signal()
+message_received = Signal()
+consent_changed = Signal()

@@ -1,0 +1,39 @@
+"""Celery tasks: thin wrappers that load by id and call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from . import services
+
+# Declared once: late acks so a killed worker's task is redelivered (the claim in
+# message_deliver makes redelivery harmless), and hard limits so nothing hangs forever.
+DELIVERY_TASK_OPTIONS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "time_limit": 120,
+    "soft_time_limit": 90,
+    # A database hiccup (a lock timeout, a failover) before the claim: try again shortly.
+    # After the claim the message is no longer `queued`, so a retry cannot send it twice.
+    "autoretry_for": (DatabaseError,),
+    "retry_backoff": 2,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@shared_task(name="messaging.deliver_message", **DELIVERY_TASK_OPTIONS)
+def deliver_message(message_id: str) -> str:
+    outcome = services.message_deliver(message_id=message_id)
+    if outcome.retry_in is not None:
+        # The backoff is short (seconds to minutes); if this enqueue is lost, the sweeper
+        # re-queues the message once its lease runs out.
+        services.enqueue_delivery(message_id, countdown=outcome.retry_in)
+    return outcome.result
+
+
+@shared_task(name="messaging.tasks.sweep_messages", ignore_result=True, time_limit=300)
+def sweep_messages() -> dict[str, int]:
+    return services.messages_sweep()

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("messages/", api.MessageListCreateView.as_view(), name="api-messages"),
+    path("messages/<uuid:message_id>/", api.MessageDetailView.as_view(), name="api-message"),
+    path("contacts/<str:external_id>/", api.ContactDetailView.as_view(), name="api-contact"),
+    path(
+        "contacts/<str:external_id>/touchpoints/",
+        api.ContactTouchpointsView.as_view(),
+        name="api-contact-touchpoints",
+    ),
+]
