@@ -197,6 +197,15 @@ MESSAGE_SENDING_TIMEOUT_SECONDS = env.int("MESSAGE_SENDING_TIMEOUT_SECONDS", def
 MESSAGE_QUEUED_LEASE_SECONDS = env.int("MESSAGE_QUEUED_LEASE_SECONDS", default=120)
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=30.0)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
+# Marketing frequency cap across all journeys: at most N messages per contact per window.
+FREQUENCY_CAP_MESSAGES = env.int("FREQUENCY_CAP_MESSAGES", default=3)
+FREQUENCY_CAP_WINDOW_HOURS = env.int("FREQUENCY_CAP_WINDOW_HOURS", default=24)
+
+# --- Journeys -------------------------------------------------------------------------
+SCHEDULER_INTERVAL_SECONDS = env.float("SCHEDULER_INTERVAL_SECONDS", default=2.0)
+SCHEDULER_BATCH_SIZE = env.int("SCHEDULER_BATCH_SIZE", default=200)
+# A claimed enrollment whose worker died is claimable again after this lease.
+SCHEDULER_LEASE_SECONDS = env.int("SCHEDULER_LEASE_SECONDS", default=60)
 
 # --- Providers ------------------------------------------------------------------------
 SIMULATOR_HOST = env("SIMULATOR_HOST", default="127.0.0.1")

@@ -259,6 +259,7 @@ class TouchpointKind:
     FAILED = "failed"
     UNDELIVERED = "undelivered"
     SKIPPED = "skipped"
+    HELD = "held"
     RETRYING = "retrying"
     UNKNOWN = "unknown"
     DEFERRED = "deferred"

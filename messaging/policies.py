@@ -1,16 +1,25 @@
-"""Send policies: the one place that decides whether a message may go out.
+"""Send policies: the one place that decides whether, and when, a message may go out.
 
-Every send path (direct API sends, admin sends, journeys) asks `check_send` right before the
-provider call, inside the transaction that claims the message.
+Journeys ask `evaluate_send` before they create a message, direct API sends ask it in
+`message_create`, and the delivery task asks `check_send` (address and consent) again right
+before the provider call. Every refusal carries a reason for the timeline.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils import timezone
 
 from channels_app.channels import Channel
 
-from .models import Consent, ConsentStatus, Contact
+from .models import Consent, ConsentStatus, Contact, Direction, Message
+
+WHATSAPP_WINDOW = dt.timedelta(hours=24)
+DEFAULT_QUIET_HOURS = (dt.time(21, 0), dt.time(8, 0))
 
 
 class Category:
@@ -23,6 +32,12 @@ class Decision:
     allowed: bool
     reason: str = ""
     code: str = ""
+    hold_until: dt.datetime | None = None
+    use_template: bool = False  # WhatsApp outside the 24-hour window: send the content SID
+
+    @property
+    def held(self) -> bool:
+        return self.hold_until is not None
 
 
 ALLOW = Decision(True)
@@ -58,7 +73,7 @@ def check_address(*, contact: Contact, channel: str, address: str) -> Decision:
 
 
 def check_send(*, contact: Contact, channel: str, category: str, address: str) -> Decision:
-    """Whether a message may be sent now; the reason when not."""
+    """The final guard before a provider call: a valid address and consent."""
     decision = check_address(contact=contact, channel=channel, address=address)
     if not decision.allowed:
         return decision
@@ -67,3 +82,123 @@ def check_send(*, contact: Contact, channel: str, category: str, address: str) -
         channel=channel,
         category=category,
     )
+
+
+def in_whatsapp_window(contact: Contact, now: dt.datetime) -> bool:
+    last = contact.last_inbound_whatsapp_at
+    return last is not None and now - last < WHATSAPP_WINDOW
+
+
+def check_whatsapp_window(
+    *, contact: Contact, now: dt.datetime, has_body: bool, has_content_sid: bool
+) -> Decision:
+    """Freeform inside 24 h of the contact's last WhatsApp message; else an approved template."""
+    if has_body and in_whatsapp_window(contact, now):
+        return ALLOW
+    if has_content_sid:
+        return Decision(True, use_template=True)
+    return Decision(
+        False,
+        "outside the WhatsApp 24-hour window and the template has no approved content SID",
+        "whatsapp_window",
+    )
+
+
+def _contact_zone(contact: Contact) -> ZoneInfo:
+    try:
+        return ZoneInfo(contact.timezone or "UTC")
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def quiet_hours_end(
+    *, contact: Contact, now: dt.datetime, quiet: tuple[dt.time, dt.time]
+) -> dt.datetime | None:
+    """When the contact's local quiet hours end, or None if `now` is not inside them.
+
+    Computed on the local calendar, so a DST change overnight moves the UTC instant, not the
+    local hour the message goes out at.
+    """
+    start, end = quiet
+    if start == end:
+        return None
+    zone = _contact_zone(contact)
+    local = now.astimezone(zone)
+    t = local.time()
+    inside = (t >= start or t < end) if start > end else (start <= t < end)
+    if not inside:
+        return None
+    day = local.date() if t < end else local.date() + dt.timedelta(days=1)
+    opens = dt.datetime.combine(day, end, tzinfo=zone)
+    # A local time skipped by a spring-forward gap resolves to the first valid instant.
+    return opens.astimezone(dt.UTC)
+
+
+def frequency_cap_release(*, contact: Contact, now: dt.datetime) -> dt.datetime | None:
+    """None while under the marketing cap; else when the oldest counted message ages out."""
+    limit = settings.FREQUENCY_CAP_MESSAGES
+    if not limit:
+        return None
+    window = dt.timedelta(hours=settings.FREQUENCY_CAP_WINDOW_HOURS)
+    recent = list(
+        Message.objects.filter(
+            contact=contact,
+            direction=Direction.OUTBOUND,
+            category=Category.MARKETING,
+            created_at__gte=now - window,
+        )
+        .exclude(status__in=("skipped", "failed"))
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) < limit:
+        return None
+    return recent[-1] + window
+
+
+def evaluate_send(
+    *,
+    contact: Contact,
+    channel: str,
+    category: str,
+    address: str,
+    now: dt.datetime | None = None,
+    has_body: bool = True,
+    has_content_sid: bool = False,
+    quiet_hours: tuple[dt.time, dt.time] | None = DEFAULT_QUIET_HOURS,
+    cap_action: str = "hold",
+) -> Decision:
+    """Everything a new send must pass, in order: address, consent, WhatsApp window, and for
+    marketing quiet hours (held, not dropped) and the frequency cap (held or skipped)."""
+    now = now or timezone.now()
+    decision = check_send(contact=contact, channel=channel, category=category, address=address)
+    if not decision.allowed:
+        return decision
+    use_template = False
+    if channel == Channel.WHATSAPP:
+        window = check_whatsapp_window(
+            contact=contact, now=now, has_body=has_body, has_content_sid=has_content_sid
+        )
+        if not window.allowed:
+            return window
+        use_template = window.use_template
+    if category == Category.MARKETING:
+        if channel in (Channel.SMS, Channel.WHATSAPP) and quiet_hours:
+            opens = quiet_hours_end(contact=contact, now=now, quiet=quiet_hours)
+            if opens is not None:
+                return Decision(
+                    False,
+                    f"quiet hours in {contact.timezone or 'UTC'}",
+                    "quiet_hours",
+                    hold_until=opens,
+                )
+        release = frequency_cap_release(contact=contact, now=now)
+        if release is not None:
+            reason = (
+                f"frequency cap: {settings.FREQUENCY_CAP_MESSAGES} marketing messages per "
+                f"{settings.FREQUENCY_CAP_WINDOW_HOURS} h"
+            )
+            if cap_action == "skip":
+                return Decision(False, reason, "frequency_cap")
+            return Decision(False, reason, "frequency_cap", hold_until=release)
+    return Decision(True, use_template=use_template)

@@ -39,8 +39,6 @@ from .status import TIMESTAMP_FIELD, MessageStatus, sources_for
 
 logger = logging.getLogger(__name__)
 
-WHATSAPP_WINDOW = timedelta(hours=24)
-
 
 class MessageRequestError(ValueError):
     """A send request that cannot become a message; `errors` maps field → messages."""
@@ -298,15 +296,9 @@ def request_fingerprint(payload: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _in_whatsapp_window(contact: Contact, now: datetime) -> bool:
-    last = contact.last_inbound_whatsapp_at
-    return last is not None and now - last < WHATSAPP_WINDOW
-
-
-def _content_for(
+def _render(
     *,
     contact: Contact,
-    channel: str,
     template: Template | None,
     body: str,
     subject: str,
@@ -318,19 +310,9 @@ def _content_for(
             return render_content(
                 contact=contact, subject=subject, body=body, html_body=html_body, event=context
             )
-        rendered = render_template(template, contact=contact, event=context)
+        return render_template(template, contact=contact, event=context)
     except TemplateRenderError as exc:
         raise MessageRequestError(exc.errors) from exc
-    if channel == Channel.WHATSAPP and rendered.content_sid:
-        # Inside the 24-hour window a freeform body may go; outside only an approved template.
-        if rendered.body and _in_whatsapp_window(contact, timezone.now()):
-            return RenderedContent(body=rendered.body)
-        return RenderedContent(
-            content_sid=rendered.content_sid,
-            content_variables=rendered.content_variables,
-            body=rendered.body,
-        )
-    return rendered
 
 
 def message_create(
@@ -348,11 +330,14 @@ def message_create(
     category: str = policies.Category.TRANSACTIONAL,
     actor_id: int | None = None,
     metadata: dict[str, Any] | None = None,
+    decision: policies.Decision | None = None,
 ) -> tuple[Message, bool]:
     """Queue an outbound message (delivered by `deliver_message` after commit).
 
-    Returns (message, created). The same idempotency key returns the first message; with a
-    different fingerprint it raises IdempotencyConflict.
+    Send policies decide first (`decision` when the caller already evaluated them): the
+    message is queued, held until a time, or skipped with the reason. Returns (message,
+    created); the same idempotency key returns the first message, and with a different
+    fingerprint raises IdempotencyConflict.
     """
     if idempotency_key:
         existing = Message.objects.filter(idempotency_key=idempotency_key).first()
@@ -366,9 +351,8 @@ def message_create(
         raise MessageRequestError({"body": ["Give a template or a body."]})
     if channel == Channel.EMAIL and template is None and not subject:
         raise MessageRequestError({"subject": ["An email needs a subject."]})
-    content = _content_for(
+    content = _render(
         contact=contact,
-        channel=channel,
         template=template,
         body=body,
         subject=subject,
@@ -384,9 +368,19 @@ def message_create(
         if len(content.body) > 1600:
             raise MessageRequestError({"body": ["The rendered body is over 1600 characters."]})
     now = timezone.now()
-    decision = policies.check_send(
-        contact=contact, channel=channel, category=category, address=address
-    )
+    if decision is None:
+        decision = policies.evaluate_send(
+            contact=contact,
+            channel=channel,
+            category=category,
+            address=address,
+            now=now,
+            has_body=bool(content.body.strip()),
+            has_content_sid=bool(content.content_sid),
+        )
+    if channel == Channel.WHATSAPP and content.content_sid and not decision.use_template:
+        # Inside the 24-hour window the freeform body goes; outside, the approved template.
+        content = RenderedContent(body=content.body)
     message = Message(
         direction=Direction.OUTBOUND,
         channel=channel,
@@ -405,7 +399,7 @@ def message_create(
         category=category,
         metadata=metadata or {},
         queued_at=now,
-        next_attempt_at=now,
+        next_attempt_at=decision.hold_until or now,
     )
     try:
         with transaction.atomic():
@@ -421,7 +415,19 @@ def message_create(
                 dedupe_key=f"msg:{message.pk}:queued",
                 actor_id=actor_id,
             )
-            if not decision.allowed:
+            if decision.held:
+                # Held, not dropped: the sweeper enqueues it once next_attempt_at has passed.
+                touchpoint_record(
+                    contact_id=contact.pk,
+                    kind=TouchpointKind.HELD,
+                    direction=Direction.OUTBOUND,
+                    channel=channel,
+                    message_id=message.pk,
+                    occurred_at=now,
+                    data={"until": decision.hold_until.isoformat(), "reason": decision.reason},
+                    dedupe_key=f"msg:{message.pk}:held",
+                )
+            elif not decision.allowed:
                 message_transition(
                     message=message,
                     to=MessageStatus.SKIPPED,

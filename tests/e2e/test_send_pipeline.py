@@ -13,6 +13,7 @@ from channels_app.simulator import start_simulator
 from config.celery import app as celery_app
 from messaging.models import Message, Touchpoint
 from tests.conftest import _simulator_config
+from tests.factories import TemplateFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -42,8 +43,19 @@ def wait_for_status(message_id: str, status: str, timeout: float = 30.0) -> Mess
         time.sleep(0.1)
 
 
+def whatsapp_template():
+    TemplateFactory(
+        slug="thanks-wa",
+        channel="whatsapp",
+        body="Thanks on WhatsApp, {{ contact.first_name }}!",
+        content_sid="HX" + "1" * 32,
+        content_variables={"1": "{{ contact.first_name }}"},
+    )
+
+
 def test_api_send_on_every_channel_reaches_delivered(live_stack):
     base, sim, key = live_stack
+    whatsapp_template()
     headers = {"Authorization": f"Api-Key {key}"}
     contact = {
         "external_id": "e2e-1",
@@ -55,7 +67,8 @@ def test_api_send_on_every_channel_reaches_delivered(live_stack):
     ids = {}
     for channel, extra in (
         ("sms", {"body": "Thanks {{ contact.first_name }}!"}),
-        ("whatsapp", {"body": "Thanks on WhatsApp, {{ contact.first_name }}!"}),
+        # Outside the 24-hour window WhatsApp takes an approved template (content SID).
+        ("whatsapp", {"template": "thanks-wa"}),
         ("email", {"subject": "Thank you", "body": "Thanks by email, {{ contact.first_name }}."}),
     ):
         response = requests.post(
@@ -87,6 +100,7 @@ def test_api_send_on_every_channel_reaches_delivered(live_stack):
 def test_replies_and_stop_start_through_signed_webhooks(live_stack):
     """A customer answers on each channel from the simulator (signed inbound webhooks)."""
     base, sim, key = live_stack
+    whatsapp_template()
     headers = {"Authorization": f"Api-Key {key}"}
     contact = {
         "external_id": "e2e-2",
@@ -96,9 +110,14 @@ def test_replies_and_stop_start_through_signed_webhooks(live_stack):
     }
     sent = {}
     for channel in ("sms", "whatsapp", "email"):
+        content = (
+            {"template": "thanks-wa"}
+            if channel == "whatsapp"
+            else {"subject": "Hi", "body": "How was it?"}
+        )
         response = requests.post(
             f"{base}/api/v1/messages/",
-            json={"contact": contact, "channel": channel, "subject": "Hi", "body": "How was it?"},
+            json={"contact": contact, "channel": channel, **content},
             headers=headers,
             timeout=10,
         )
