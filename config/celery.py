@@ -20,4 +20,8 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "messaging.tasks.sweep_messages",
             "schedule": settings.SWEEP_INTERVAL_SECONDS,
         },
+        "advance-due-enrollments": {
+            "task": "journeys.schedule_due",
+            "schedule": settings.SCHEDULER_INTERVAL_SECONDS,
+        },
     }

@@ -40,19 +40,23 @@ def idempotency_key_from(request: Request, body_key: str | None) -> str | None:
 
 
 def resolve_contact(data: dict[str, Any], *, channel: str = "") -> Contact:
-    """Upsert by external_id, or find/create by the address for the channel."""
+    """Upsert by external_id; else find by address (the channel's first, then any) or create."""
     data = dict(data)
     external_id = data.pop("external_id", None)
     if external_id:
         contact, _ = services.contact_upsert(external_id=external_id, data=data)
         return contact
-    address_field = {"email": "email", "sms": "phone", "whatsapp": "whatsapp"}.get(channel)
-    address = data.get(address_field or "") or (
-        data.get("phone") if channel == Channel.WHATSAPP else None
-    )
-    contact = selectors.contact_by_address(channel=channel, address=address) if address else None
-    if contact is None:
-        contact, _ = services.contact_upsert(external_id=None, data=data)
+    preferred = {"email": "email", "sms": "phone", "whatsapp": "whatsapp"}.get(channel)
+    fields = [f for f in (preferred, "email", "phone", "whatsapp") if f]
+    lookup_channel = {"email": "email", "phone": "sms", "whatsapp": "whatsapp"}
+    for field in dict.fromkeys(fields):
+        if data.get(field):
+            contact = selectors.contact_by_address(
+                channel=lookup_channel[field], address=data[field]
+            )
+            if contact is not None:
+                return contact
+    contact, _ = services.contact_upsert(external_id=None, data=data)
     return contact
 
 

@@ -1,0 +1,540 @@
+"""Step execution: advance one enrollment until it waits or ends.
+
+Each step kind has a handler that returns what happens next: go on (to a step key or the
+following step), wait (until a time and/or an event), or end. Per-step working state lives in
+`enrollment.context["step"]`, step outputs in `context["steps"][key]`, so a re-run after a
+crash or a wake-up continues where it was. The row lock taken in `enrollment_advance` makes
+advancing the same enrollment twice at once impossible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app.channels import Channel
+from messaging import policies
+from messaging.models import Message, Template
+from messaging.rendering import contact_context
+from messaging.services import MessageRequestError, message_create
+
+from . import services
+from .conditions import first_match
+from .models import Enrollment, JourneyMessage, Step, StepVisit, SurveyResponse
+from .surveys import nps_category, parse_choice, parse_nps
+
+logger = logging.getLogger(__name__)
+
+MAX_STEPS_PER_ADVANCE = 50
+END = "end"
+DEFAULT_CHANNEL_ORDER = [Channel.SMS, Channel.WHATSAPP, Channel.EMAIL]
+
+
+@dataclass
+class Continue:
+    next_key: str = ""  # "" → the step's next_step, else the following one; "end" completes
+
+
+@dataclass
+class Wait:
+    until: dt.datetime | None
+    waiting_for: str = ""
+
+
+@dataclass
+class End:
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class Run:
+    enrollment: Enrollment
+    steps: list[Step]
+    now: dt.datetime
+    by_key: dict[str, Step] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_key = {s.key: s for s in self.steps}
+
+    @property
+    def journey(self):
+        return self.enrollment.journey
+
+    @property
+    def contact(self):
+        return self.enrollment.contact
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return self.enrollment.context.get("event", {})
+
+    def output(self, step: Step, **values: Any) -> None:
+        self.enrollment.context.setdefault("steps", {})[step.key] = {
+            **self.enrollment.context.get("steps", {}).get(step.key, {}),
+            **values,
+        }
+
+    def touch(self, kind: str, step: Step | None, dedupe: str | None = None, **data: Any) -> None:
+        services.journey_touchpoint(
+            self.enrollment,
+            kind,
+            data={"step": step.key if step else "", **data},
+            dedupe=dedupe,
+            occurred_at=self.now,
+            channel=data.get("channel", ""),
+        )
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+# --- Sending (send and survey steps) --------------------------------------------------
+
+
+def _channel_order(run: Run, config: dict[str, Any]) -> list[str]:
+    first = config.get("channel") or "preferred"
+    if first == "from_event":
+        first = run.event.get("channel") or "preferred"
+    if first == "preferred":
+        first = run.contact.preferred_channel or ""
+    fallbacks = config.get("fallback_channels")
+    if fallbacks is None:
+        fallbacks = DEFAULT_CHANNEL_ORDER
+    order: list[str] = []
+    for channel in [first, *fallbacks]:
+        if channel in Channel.values and channel not in order:
+            order.append(channel)
+    return order
+
+
+def send_on_first_allowed_channel(
+    run: Run, step: Step, *, template_slug: str, tried: list[str], suffix: str = ""
+) -> Message | Wait | None:
+    """Create the step's message on the first channel policy allows; hold or fall back with a
+    touchpoint for each decision. None when no channel can take it."""
+    contact, journey = run.contact, run.journey
+    templates = {t.channel: t for t in Template.objects.filter(slug=template_slug)}
+    for channel in _channel_order(run, step.config):
+        if channel in tried:
+            continue
+        template = templates.get(channel)
+        address = contact.address_for(channel)
+        if template is None:
+            decision = policies.Decision(False, f"no {channel} template {template_slug!r}")
+        else:
+            decision = policies.evaluate_send(
+                contact=contact,
+                channel=channel,
+                category=journey.category,
+                address=address,
+                now=run.now,
+                has_body=bool(template.body or template.html_body),
+                has_content_sid=bool(template.content_sid),
+                quiet_hours=(journey.quiet_hours_start, journey.quiet_hours_end),
+                cap_action=journey.frequency_cap_action,
+            )
+        if decision.held:
+            run.touch(
+                "send_held",
+                step,
+                dedupe=f"{step.pk}:held:{channel}:{decision.hold_until.isoformat()}",
+                channel=channel,
+                until=decision.hold_until.isoformat(),
+                reason=decision.reason,
+            )
+            return Wait(until=decision.hold_until)
+        if not decision.allowed:
+            tried.append(channel)
+            run.touch(
+                "send_skipped",
+                step,
+                dedupe=f"{step.pk}{suffix}:skipped:{channel}",
+                channel=channel,
+                reason=decision.reason,
+            )
+            continue
+        try:
+            message, _ = message_create(
+                contact=contact,
+                channel=channel,
+                template=template,
+                context=run.event,
+                idempotency_key=f"journey:{run.enrollment.pk}:{step.pk}:{channel}{suffix}",
+                source="journey",
+                category=journey.category,
+                decision=decision,
+                metadata={"journey": journey.slug, "step": step.key},
+            )
+        except MessageRequestError as exc:
+            tried.append(channel)
+            run.touch("send_skipped", step, channel=channel, reason=f"template error: {exc}")
+            continue
+        JourneyMessage.objects.get_or_create(
+            message=message,
+            defaults={"enrollment": run.enrollment, "step": step, "journey": journey},
+        )
+        if tried:
+            run.touch("fell_back", step, channel=channel, skipped=list(tried))
+        tried.append(channel)
+        return message
+    return None
+
+
+def _send(run: Run, step: Step, state: dict[str, Any]) -> Continue | Wait:
+    tried = state.setdefault("tried", [])
+    result = send_on_first_allowed_channel(
+        run, step, template_slug=step.config.get("template", ""), tried=tried
+    )
+    if isinstance(result, Wait):
+        return result
+    if result is None:
+        run.output(step, outcome="not_sent")
+        return Continue()
+    run.output(step, outcome="sent", channel=result.channel, message_id=str(result.pk))
+    return Continue()
+
+
+# --- Waiting --------------------------------------------------------------------------
+
+
+def next_local_time(now: dt.datetime, at: dt.time, tz_name: str) -> dt.datetime:
+    """The next moment the contact's wall clock shows `at` (after `now`)."""
+    try:
+        zone = ZoneInfo(tz_name or "UTC")
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    candidate = dt.datetime.combine(local.date(), at, tzinfo=zone)
+    if candidate <= local:
+        candidate = dt.datetime.combine(local.date() + dt.timedelta(days=1), at, tzinfo=zone)
+    return candidate.astimezone(dt.UTC)
+
+
+def _wait(run: Run, step: Step, state: dict[str, Any]) -> Continue | Wait:
+    if "until" not in state:
+        if step.config.get("until_time"):
+            at = dt.time.fromisoformat(step.config["until_time"])
+            until = next_local_time(run.now, at, run.contact.timezone)
+        else:
+            until = run.now + dt.timedelta(seconds=int(step.config.get("duration_seconds", 0)))
+        state["until"] = until.isoformat()
+    until = _parse_time(state["until"])
+    if run.now >= until:
+        return Continue()
+    return Wait(until=until)
+
+
+def _wait_for_event(run: Run, step: Step, state: dict[str, Any]) -> Continue | Wait:
+    name = step.config["event"]
+    if "until" not in state:
+        timeout = step.config.get("timeout_seconds")
+        state["until"] = (
+            (run.now + dt.timedelta(seconds=int(timeout))).isoformat() if timeout else ""
+        )
+    wake = run.enrollment.wake_event
+    if wake is not None and wake.name == name:
+        run.output(step, outcome="event", event_id=wake.pk, properties=wake.properties)
+        return Continue(step.config.get("on_event", ""))
+    until = _parse_time(state["until"])
+    if until is not None and run.now >= until:
+        run.output(step, outcome="timeout")
+        return Continue(step.config.get("on_timeout", ""))
+    return Wait(until=until, waiting_for=name)
+
+
+# --- Branching and surveys ------------------------------------------------------------
+
+
+def branch_scope(run: Run) -> dict[str, Any]:
+    return {
+        "contact": contact_context(run.contact),
+        "event": run.event,
+        "steps": run.enrollment.context.get("steps", {}),
+    }
+
+
+def _branch(run: Run, step: Step, state: dict[str, Any]) -> Continue:
+    target = first_match(step.config.get("rules", []), branch_scope(run))
+    chosen = target or step.config.get("default", "")
+    run.output(step, outcome=chosen or "next")
+    return Continue(chosen)
+
+
+def _survey_answer(run: Run, step: Step, body: str) -> dict[str, Any] | None:
+    if step.config.get("kind", "nps") == "choice":
+        choice = parse_choice(body, step.config.get("choices", []))
+        return {"choice": choice} if choice else None
+    score = parse_nps(body)
+    return None if score is None else {"score": score, "category": nps_category(score)}
+
+
+def _record_survey(
+    run: Run,
+    step: Step,
+    state: dict[str, Any],
+    status: str,
+    answer: dict[str, Any],
+    raw: str = "",
+    answer_message_id: str | None = None,
+) -> None:
+    SurveyResponse.objects.update_or_create(
+        enrollment=run.enrollment,
+        step=step,
+        defaults={
+            "journey": run.journey,
+            "contact": run.contact,
+            "question_id": state.get("question"),
+            "answer_id": answer_message_id,
+            "status": status,
+            "raw_answer": raw[:2000],
+            "score": answer.get("score"),
+            "choice": answer.get("choice") or "",
+            "nps_category": answer.get("category") or "",
+            "attempts": state.get("asked", 1),
+            "answered_at": run.now,
+        },
+    )
+    run.output(
+        step,
+        outcome=status,
+        score=answer.get("score"),
+        choice=answer.get("choice"),
+        category=answer.get("category"),
+    )
+    run.touch("survey_" + status, step, dedupe=f"{step.pk}:survey", answer=raw[:200], **answer)
+    properties = {"journey": run.journey.slug, "step": step.key, "status": status, **answer}
+    if status == SurveyResponse.Status.ANSWERED:
+        services.internal_event(
+            contact_id=run.contact.pk,
+            name="survey.answered",
+            properties=properties,
+            key=f"survey:{run.enrollment.pk}:{step.pk}",
+        )
+        if answer.get("category"):
+            services.internal_event(
+                contact_id=run.contact.pk,
+                name=f"survey.{answer['category']}",
+                properties=properties,
+                key=f"survey-category:{run.enrollment.pk}:{step.pk}",
+            )
+
+
+def _survey(run: Run, step: Step, state: dict[str, Any]) -> Continue | Wait:
+    timeout = dt.timedelta(seconds=int(step.config.get("timeout_seconds", 3 * 86400)))
+    if "asked" not in state:
+        sent = send_on_first_allowed_channel(
+            run,
+            step,
+            template_slug=step.config.get("template", ""),
+            tried=state.setdefault("tried", []),
+        )
+        if isinstance(sent, Wait):
+            return sent
+        if sent is None:
+            run.output(step, outcome="not_sent", score=None)
+            return Continue()
+        state.update(asked=1, question=str(sent.pk), until=(run.now + timeout).isoformat())
+        return Wait(until=run.now + timeout, waiting_for="message.replied")
+    wake = run.enrollment.wake_event
+    if wake is not None and wake.name == "message.replied":
+        body = str(wake.properties.get("body", ""))
+        answer = _survey_answer(run, step, body)
+        if answer is not None:
+            _record_survey(
+                run,
+                step,
+                state,
+                SurveyResponse.Status.ANSWERED,
+                answer,
+                body,
+                wake.properties.get("message_id"),
+            )
+            return Continue()
+        if state["asked"] < 2:
+            run.enrollment.wake_event = None
+            run.touch("survey_reasked", step, dedupe=f"{step.pk}:reask", answer=body[:200])
+            sent = send_on_first_allowed_channel(
+                run,
+                step,
+                template_slug=step.config.get("reprompt_template") or step.config["template"],
+                tried=state.setdefault("reask_tried", []),
+                suffix=":reask",
+            )
+            state.update(asked=2, until=(run.now + timeout).isoformat())
+            if isinstance(sent, Message):
+                state["question"] = str(sent.pk)
+            return Wait(until=run.now + timeout, waiting_for="message.replied")
+        _record_survey(
+            run,
+            step,
+            state,
+            SurveyResponse.Status.UNPARSEABLE,
+            {},
+            body,
+            wake.properties.get("message_id"),
+        )
+        return Continue()
+    until = _parse_time(state["until"])
+    if run.now >= until:
+        _record_survey(run, step, state, SurveyResponse.Status.TIMED_OUT, {})
+        return Continue()
+    return Wait(until=until, waiting_for="message.replied")
+
+
+def _exit(run: Run, step: Step, state: dict[str, Any]) -> End:
+    return End(Enrollment.State.EXITED, step.config.get("reason") or f"exit step {step.key}")
+
+
+HANDLERS = {
+    Step.Kind.SEND: _send,
+    Step.Kind.WAIT: _wait,
+    Step.Kind.WAIT_FOR_EVENT: _wait_for_event,
+    Step.Kind.BRANCH: _branch,
+    Step.Kind.SURVEY: _survey,
+    Step.Kind.EXIT: _exit,
+}
+
+
+# --- The loop -------------------------------------------------------------------------
+
+
+def _enter(run: Run, step: Step) -> dict[str, Any]:
+    state = {"key": step.key, "started_at": run.now.isoformat()}
+    run.enrollment.context["step"] = state
+    StepVisit.objects.create(enrollment=run.enrollment, step=step, entered_at=run.now)
+    run.touch(f"step_{step.kind}", step, dedupe=f"{step.pk}:entered")
+    return state
+
+
+def _next_step(run: Run, step: Step, result: Continue) -> Step | None:
+    key = result.next_key or step.next_step
+    if key == END:
+        return None
+    if key:
+        if key not in run.by_key:
+            raise ValueError(f"step {step.key!r} points to unknown step {key!r}")
+        return run.by_key[key]
+    index = run.steps.index(step)
+    return run.steps[index + 1] if index + 1 < len(run.steps) else None
+
+
+def _save(enrollment: Enrollment) -> None:
+    enrollment.save(
+        update_fields=[
+            "state",
+            "current_step",
+            "next_run_at",
+            "waiting_for",
+            "wait_until",
+            "wake_event",
+            "context",
+            "updated_at",
+        ]
+    )
+
+
+def _run(run: Run) -> str:
+    enrollment = run.enrollment
+    for _ in range(MAX_STEPS_PER_ADVANCE):
+        step = enrollment.current_step
+        if step is None:
+            services.enrollment_end(enrollment, state=Enrollment.State.COMPLETED, now=run.now)
+            return "completed"
+        state = enrollment.context.get("step") or {}
+        if state.get("key") != step.key:
+            state = _enter(run, step)
+        result = HANDLERS[step.kind](run, step, state)
+        enrollment.context["step"] = state
+        if isinstance(result, Wait):
+            enrollment.state = Enrollment.State.WAITING
+            enrollment.next_run_at = result.until
+            enrollment.wait_until = result.until
+            enrollment.waiting_for = result.waiting_for
+            _save(enrollment)
+            return "waiting"
+        if isinstance(result, End):
+            services.enrollment_end(
+                enrollment, state=result.state, reason=result.reason, now=run.now
+            )
+            return result.state
+        next_step = _next_step(run, step, result)
+        enrollment.current_step = next_step
+        enrollment.wake_event = None
+        enrollment.waiting_for = ""
+        enrollment.wait_until = None
+        enrollment.state = Enrollment.State.ACTIVE
+        enrollment.context["step"] = {}
+    raise RuntimeError(f"more than {MAX_STEPS_PER_ADVANCE} steps in one go: a loop?")
+
+
+def enrollment_advance(*, enrollment_id: int, now: dt.datetime | None = None) -> str:
+    """Run one enrollment until it waits or ends. A locked (busy) or finished one is skipped."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        enrollment = (
+            Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("journey", "contact", "current_step", "wake_event")
+            .filter(pk=enrollment_id, state__in=Enrollment.LIVE_STATES)
+            .first()
+        )
+        if enrollment is None:
+            return "skipped"
+        if (
+            enrollment.state == Enrollment.State.WAITING
+            and enrollment.wake_event_id is None
+            and enrollment.wait_until is not None
+            and enrollment.wait_until > now
+        ):
+            # Woken early (a duplicate task or a stale claim): keep waiting, nothing to do.
+            enrollment.next_run_at = enrollment.wait_until
+            enrollment.save(update_fields=["next_run_at", "updated_at"])
+            return "waiting"
+        steps = list(enrollment.journey.steps.all())
+        run = Run(enrollment=enrollment, steps=steps, now=now)
+        try:
+            with transaction.atomic():
+                return _run(run)
+        except Exception as exc:
+            logger.exception("Enrollment %s failed", enrollment_id)
+            enrollment.refresh_from_db()
+            services.enrollment_end(
+                enrollment, state=Enrollment.State.FAILED, reason=f"{exc}"[:255], now=now
+            )
+            return "failed"
+
+
+def enrollments_claim_due(
+    *, now: dt.datetime | None = None, limit: int, lease_seconds: int
+) -> list[int]:
+    """Claim due enrollments (SKIP LOCKED) by pushing next_run_at out by a lease; if the
+    worker dies, the lease expires and the scheduler claims them again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Enrollment.objects.select_for_update(skip_locked=True)
+            .filter(state__in=Enrollment.LIVE_STATES, next_run_at__lte=now)
+            .order_by("next_run_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            Enrollment.objects.filter(pk__in=ids).update(
+                next_run_at=now + dt.timedelta(seconds=lease_seconds)
+            )
+    return ids
+
+
+def run_due(*, now: dt.datetime | None = None, limit: int = 1000) -> int:
+    """Claim and advance everything due, inline (tests, demos, the dry-run clock)."""
+    now = now or timezone.now()
+    ids = enrollments_claim_due(now=now, limit=limit, lease_seconds=60)
+    for enrollment_id in ids:
+        enrollment_advance(enrollment_id=enrollment_id, now=now)
+    return len(ids)

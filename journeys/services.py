@@ -1,0 +1,279 @@
+"""Writes of journey state: ingesting events, enrolling, converting, waking."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from messaging.models import Contact, Direction
+from messaging.services import IdempotencyConflict, touchpoint_record
+
+from .conditions import filter_matches
+from .models import Enrollment, Event, Journey
+
+logger = logging.getLogger(__name__)
+LIVE = Enrollment.LIVE_STATES
+
+
+def journey_touchpoint(
+    enrollment: Enrollment,
+    kind: str,
+    *,
+    data: dict[str, Any] | None = None,
+    dedupe: str | None = None,
+    occurred_at: dt.datetime | None = None,
+    channel: str = "",
+) -> None:
+    """A journey's entry on the contact's timeline, naming the journey and enrollment."""
+    touchpoint_record(
+        contact_id=enrollment.contact_id,
+        kind=kind,
+        direction=Direction.INTERNAL,
+        channel=channel,
+        occurred_at=occurred_at,
+        data={
+            "journey": enrollment.journey.slug,
+            "journey_name": enrollment.journey.name,
+            "enrollment": enrollment.pk,
+            **(data or {}),
+        },
+        dedupe_key=f"enr:{enrollment.pk}:{dedupe}" if dedupe else None,
+    )
+
+
+def enrollment_end(
+    enrollment: Enrollment, *, state: str, reason: str = "", now: dt.datetime | None = None
+) -> None:
+    """Finish an enrollment (completed, converted, exited, failed) with its touchpoint."""
+    now = now or timezone.now()
+    enrollment.state = state
+    enrollment.exit_reason = reason[:255]
+    enrollment.ended_at = now
+    enrollment.next_run_at = None
+    enrollment.waiting_for = ""
+    enrollment.wait_until = None
+    enrollment.save(
+        update_fields=[
+            "state",
+            "exit_reason",
+            "ended_at",
+            "next_run_at",
+            "waiting_for",
+            "wait_until",
+            "updated_at",
+            "current_step",
+            "context",
+            "wake_event",
+        ]
+    )
+    kind = {
+        Enrollment.State.COMPLETED: "journey_completed",
+        Enrollment.State.CONVERTED: "converted",
+        Enrollment.State.EXITED: "journey_exited",
+        Enrollment.State.FAILED: "journey_failed",
+    }[state]
+    journey_touchpoint(enrollment, kind, data={"reason": reason}, dedupe=kind, occurred_at=now)
+
+
+def _active_journeys(name: str) -> list[Journey]:
+    return list(
+        Journey.objects.filter(status=Journey.Status.ACTIVE, trigger_event=name).prefetch_related(
+            "steps"
+        )
+    )
+
+
+def enrollment_start(
+    *, journey: Journey, contact: Contact, event: Event | None, now: dt.datetime
+) -> Enrollment | None:
+    """Enroll a contact if the journey's entry policy allows; None when it does not."""
+    policy = journey.entry_policy
+    existing = Enrollment.objects.filter(journey=journey, contact=contact)
+    if policy == Journey.EntryPolicy.ONCE and existing.exists():
+        return None
+    if policy == Journey.EntryPolicy.ONCE_AT_A_TIME and existing.filter(state__in=LIVE).exists():
+        return None
+    steps = list(journey.steps.all())
+    context = {
+        "event": {"name": event.name, "id": event.pk, **(event.properties or {})} if event else {},
+        "steps": {},
+    }
+    try:
+        with transaction.atomic():
+            enrollment = Enrollment.objects.create(
+                journey=journey,
+                contact=contact,
+                trigger_event=event,
+                entry_policy=policy,
+                journey_version=journey.version,
+                state=Enrollment.State.ACTIVE,
+                current_step=steps[0] if steps else None,
+                next_run_at=now,
+                context=context,
+            )
+    except IntegrityError:
+        # A concurrent event enrolled the contact first: the constraint is the guarantee.
+        return None
+    journey_touchpoint(
+        enrollment,
+        "journey_entered",
+        data={"event": event.name if event else "", "version": journey.version},
+        dedupe="entered",
+        occurred_at=now,
+    )
+    return enrollment
+
+
+def kick(enrollment_ids: list[int]) -> None:
+    """Advance these enrollments soon after the current transaction commits."""
+    if not enrollment_ids:
+        return
+    from .tasks import advance_enrollments
+
+    ids = list(enrollment_ids)
+    transaction.on_commit(lambda: advance_enrollments.delay(ids))
+
+
+def _convert(event: Event, now: dt.datetime) -> list[int]:
+    converted = []
+    live = (
+        Enrollment.objects.select_for_update(of=("self",))
+        .select_related("journey")
+        .filter(contact_id=event.contact_id, state__in=LIVE, journey__goal_event=event.name)
+    )
+    for enrollment in live:
+        enrollment_end(
+            enrollment,
+            state=Enrollment.State.CONVERTED,
+            reason=f"goal event {event.name}",
+            now=now,
+        )
+        converted.append(enrollment.pk)
+    return converted
+
+
+def _wake(event: Event, now: dt.datetime) -> list[int]:
+    waiting = Enrollment.objects.filter(
+        contact_id=event.contact_id, state=Enrollment.State.WAITING, waiting_for=event.name
+    )
+    ids = list(waiting.values_list("pk", flat=True))
+    if ids:
+        Enrollment.objects.filter(pk__in=ids, waiting_for=event.name).update(
+            wake_event=event, next_run_at=now
+        )
+    return ids
+
+
+def event_ingest(
+    *,
+    name: str,
+    contact: Contact,
+    properties: dict[str, Any] | None = None,
+    occurred_at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+    source: str = Event.Source.API,
+) -> tuple[Event, bool]:
+    """Store an event and apply it in one transaction: its touchpoint, goal conversions,
+    waiting enrollments woken, new enrollments (kicked on commit). Returns (event, created);
+    a replayed key returns the first event and changes nothing."""
+    if idempotency_key:
+        existing = Event.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replayed(existing, fingerprint), False
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            event = Event.objects.create(
+                name=name,
+                contact=contact,
+                properties=properties or {},
+                occurred_at=occurred_at or now,
+                source=source,
+                idempotency_key=idempotency_key or None,
+                request_fingerprint=fingerprint,
+            )
+            touchpoint_record(
+                contact_id=contact.pk,
+                kind="event",
+                direction=Direction.INBOUND if source == Event.Source.API else Direction.INTERNAL,
+                occurred_at=event.occurred_at,
+                data={"name": name, "event_id": event.pk, "properties": properties or {}},
+                dedupe_key=f"event:{event.pk}",
+            )
+            converted = _convert(event, now)
+            woken = _wake(event, now)
+            entered = []
+            for journey in _active_journeys(name):
+                if not filter_matches(journey.trigger_filter, event.properties):
+                    continue
+                enrollment = enrollment_start(
+                    journey=journey, contact=contact, event=event, now=now
+                )
+                if enrollment is not None:
+                    entered.append({"journey": journey.slug, "enrollment": enrollment.pk})
+            event.result = {
+                "enrolled": entered,
+                "converted": converted,
+                "resumed": woken,
+            }
+            event.save(update_fields=["result"])
+            kick([e["enrollment"] for e in entered] + woken)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        existing = Event.objects.get(idempotency_key=idempotency_key)
+        return _replayed(existing, fingerprint), False
+    return event, True
+
+
+def _replayed(existing: Event, fingerprint: str) -> Event:
+    if fingerprint and existing.request_fingerprint and existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict("This idempotency key was already used with a different event.")
+    return existing
+
+
+def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> None:
+    """Publish something that happened (a reply, an open) as an event journeys can use."""
+    contact = Contact.objects.get(pk=contact_id)
+    event_ingest(
+        name=name,
+        contact=contact,
+        properties=properties,
+        idempotency_key=f"internal:{key}",
+        source=Event.Source.INTERNAL,
+    )
+
+
+def enrollment_exit(*, enrollment: Enrollment, reason: str) -> bool:
+    """Staff or system ends a live enrollment early."""
+    with transaction.atomic():
+        locked = (
+            Enrollment.objects.select_for_update(of=("self",))
+            .select_related("journey")
+            .filter(pk=enrollment.pk, state__in=LIVE)
+            .first()
+        )
+        if locked is None:
+            return False
+        enrollment_end(locked, state=Enrollment.State.EXITED, reason=reason)
+    return True
+
+
+def enrollments_fast_forward(*, queryset) -> int:
+    """Demo/dev: end the current wait of these enrollments now (and run them)."""
+    now = timezone.now()
+    ids = list(queryset.filter(state=Enrollment.State.WAITING).values_list("pk", flat=True))
+    for enrollment in Enrollment.objects.filter(pk__in=ids):
+        step = enrollment.context.get("step") or {}
+        if "until" in step:
+            step["until"] = now.isoformat()
+        enrollment.context["step"] = step
+        enrollment.next_run_at = now
+        enrollment.save(update_fields=["context", "next_run_at", "updated_at"])
+    kick(ids)
+    return len(ids)
