@@ -17,6 +17,8 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: $(BIN)/.installed
+	@# A local .env with DEBUG=1 lets `.venv/bin/python manage.py …` work in this checkout too.
+	@test -f .env || printf '# Local development settings (see .env.example)\nDEBUG=1\n' > .env
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	DEBUG=1 $(BIN)/python manage.py bootstrap_demo

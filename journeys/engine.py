@@ -162,7 +162,7 @@ def send_on_first_allowed_channel(
             )
             continue
         try:
-            message, _ = message_create(
+            message, created = message_create(
                 contact=contact,
                 channel=channel,
                 template=template,
@@ -177,10 +177,10 @@ def send_on_first_allowed_channel(
             tried.append(channel)
             run.touch("send_skipped", step, channel=channel, reason=f"template error: {exc}")
             continue
-        JourneyMessage.objects.get_or_create(
-            message=message,
-            defaults={"enrollment": run.enrollment, "step": step, "journey": journey},
-        )
+        if created:
+            JourneyMessage.objects.create(
+                message=message, enrollment=run.enrollment, step=step, journey=journey
+            )
         if tried:
             run.touch("fell_back", step, channel=channel, skipped=list(tried))
         tried.append(channel)

@@ -274,6 +274,7 @@ def enrollments_fast_forward(*, queryset) -> int:
             step["until"] = now.isoformat()
         enrollment.context["step"] = step
         enrollment.next_run_at = now
-        enrollment.save(update_fields=["context", "next_run_at", "updated_at"])
+        enrollment.wait_until = now
+        enrollment.save(update_fields=["context", "next_run_at", "wait_until", "updated_at"])
     kick(ids)
     return len(ids)

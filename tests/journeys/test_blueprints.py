@@ -135,3 +135,16 @@ def test_survey_blueprint_on_the_requested_channel(blueprints, simulator, fire):
     [question] = simulator.messages()
     assert question["channel"] == "email"
     assert Enrollment.objects.get().waiting_for == "message.replied"
+
+
+def test_fast_forward_skips_the_wait_for_demos(
+    blueprints, simulator, fire, django_capture_on_commit_callbacks
+):
+    from journeys.services import enrollments_fast_forward
+
+    fire("order.completed", ADA, {"order_id": "5"})
+    assert len(simulator.messages()) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert enrollments_fast_forward(queryset=Enrollment.objects.all()) == 1
+    assert "0 to 10" in simulator.messages()[-1]["body"]
+    assert Enrollment.objects.get().current_step.key == "nps"

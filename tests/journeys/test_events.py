@@ -1,0 +1,244 @@
+"""Event ingestion: idempotency, batches, entry policies and their constraints, concurrency,
+and bounded query counts per advanced enrollment."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from journeys import engine
+from journeys.models import Enrollment, Event, Journey, Step, StepVisit
+from journeys.services import enrollment_start, event_ingest
+from messaging.models import Touchpoint
+from tests.factories import ContactFactory, TemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def make_journey(policy="once_at_a_time", trigger="thing.happened", **kw):
+    journey = Journey.objects.create(
+        name=f"J {policy}",
+        slug=f"j-{policy}-{trigger}".replace(".", "-"),
+        status="active",
+        trigger_event=trigger,
+        entry_policy=policy,
+        **kw,
+    )
+    Step.objects.create(
+        journey=journey, position=0, key="pause", kind="wait", config={"duration_seconds": 3600}
+    )
+    return journey
+
+
+def test_same_key_twice_is_one_event_and_one_enrollment(api, fire):
+    make_journey()
+    first = fire("thing.happened", {"external_id": "k1"}, key="evt-1")
+    api_second = api.post(
+        "/api/v1/events/",
+        {"name": "thing.happened", "contact": {"external_id": "k1"}, "properties": {}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="evt-1",
+    )
+    assert api_second.status_code == 200
+    assert api_second["Idempotent-Replayed"] == "true"
+    assert api_second.json() == first
+    assert Event.objects.count() == 1
+    assert Enrollment.objects.count() == 1
+    assert Touchpoint.objects.filter(kind="event").count() == 1
+
+
+def test_same_key_with_a_different_body_is_409(api, fire):
+    fire("thing.happened", {"external_id": "k1"}, key="evt-2")
+    conflict = api.post(
+        "/api/v1/events/",
+        {"name": "thing.happened", "contact": {"external_id": "k1"}, "properties": {"x": 1}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="evt-2",
+    )
+    assert conflict.status_code == 409
+    assert conflict.json()["type"] == "client_error"
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "attr"),
+    [
+        ({"contact": {"external_id": "a"}}, "name"),
+        ({"name": "has space", "contact": {"external_id": "a"}}, "name"),
+        ({"name": "x", "contact": {"external_id": "a"}, "properties": []}, "properties"),
+        ({"name": "x", "contact": {"external_id": "a"}, "occurred_at": "yesterday"}, "occurred_at"),
+        ({"name": "x", "contact": {"external_id": "a"}, "propertys": {}}, "propertys"),
+        ({"name": "x", "contact": {"email": "not-an-email"}}, "contact.email"),
+    ],
+)
+def test_invalid_events_are_400_with_field_paths(api, payload, attr):
+    response = api.post("/api/v1/events/", payload, format="json")
+    assert response.status_code == 400
+    assert attr in [e["attr"] for e in response.json()["errors"]]
+    assert Event.objects.count() == 0
+
+
+def test_batch_gives_each_event_its_own_result(api, django_capture_on_commit_callbacks):
+    make_journey()
+    events = [
+        {"name": "thing.happened", "contact": {"external_id": f"b{i}"}, "idempotency_key": f"b{i}"}
+        for i in range(3)
+    ]
+    events.append({"name": "bad name", "contact": {"external_id": "b9"}})
+    events.append(events[0])  # a replay inside the batch
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/v1/events/batch/", {"events": events}, format="json")
+    assert response.status_code == 200
+    statuses = [r["status"] for r in response.json()["results"]]
+    assert statuses == [202, 202, 202, 400, 200]
+    assert Event.objects.count() == 3 and Enrollment.objects.count() == 3
+
+
+def test_batch_limit(api):
+    events = [{"name": "x", "contact": {"external_id": "z"}}] * 1001
+    assert api.post("/api/v1/events/batch/", {"events": events}, format="json").status_code == 400
+
+
+def test_entry_policies():
+    once = make_journey("once", trigger="t.once")
+    at_a_time = make_journey("once_at_a_time", trigger="t.time")
+    every = make_journey("every_time", trigger="t.every")
+    contact = ContactFactory()
+    now = timezone.now()
+    for journey in (once, at_a_time, every):
+        assert enrollment_start(journey=journey, contact=contact, event=None, now=now)
+    assert enrollment_start(journey=once, contact=contact, event=None, now=now) is None
+    assert enrollment_start(journey=at_a_time, contact=contact, event=None, now=now) is None
+    assert enrollment_start(journey=every, contact=contact, event=None, now=now)
+    # Once the live one ends, once-at-a-time may enter again; once may not.
+    Enrollment.objects.filter(journey=at_a_time).update(state="completed")
+    Enrollment.objects.filter(journey=once).update(state="completed")
+    assert enrollment_start(journey=at_a_time, contact=contact, event=None, now=now)
+    assert enrollment_start(journey=once, contact=contact, event=None, now=now) is None
+
+
+def test_the_database_enforces_one_live_enrollment():
+    journey = make_journey()
+    contact = ContactFactory()
+    fields = {"journey": journey, "contact": contact, "entry_policy": "once_at_a_time"}
+    Enrollment.objects.create(**fields)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Enrollment.objects.create(**fields)
+    Enrollment.objects.create(**{**fields, "state": "completed"})  # history is fine
+
+
+def test_trigger_filter():
+    journey = make_journey(trigger="order.completed")
+    journey.trigger_filter = {"country": ["FR", "BE"], "store.kind": "online"}
+    journey.save()
+    contact = ContactFactory()
+    event_ingest(
+        name="order.completed",
+        contact=contact,
+        properties={"country": "DE", "store": {"kind": "online"}},
+    )
+    assert not Enrollment.objects.exists()
+    event_ingest(
+        name="order.completed",
+        contact=contact,
+        properties={"country": "FR", "store": {"kind": "online"}},
+    )
+    assert Enrollment.objects.count() == 1
+
+
+def test_draft_and_paused_journeys_do_not_enroll():
+    make_journey(trigger="t.x").__class__.objects.update(status="paused")
+    event_ingest(name="t.x", contact=ContactFactory())
+    assert not Enrollment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_two_workers_racing_on_one_enrollment_advance_it_once():
+    """Two real database connections advance the same due enrollment at the same instant."""
+    journey = make_journey()
+    enrollment = enrollment_start(
+        journey=journey, contact=ContactFactory(), event=None, now=timezone.now()
+    )
+    barrier = threading.Barrier(2)
+    results = []
+
+    def advance():
+        try:
+            barrier.wait()
+            results.append(engine.enrollment_advance(enrollment_id=enrollment.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=advance) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["skipped", "waiting"] or results == ["waiting", "waiting"]
+    assert StepVisit.objects.filter(enrollment=enrollment).count() == 1
+    assert Touchpoint.objects.filter(kind="step_wait").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SKIP LOCKED needs PostgreSQL")
+def test_concurrent_claims_never_share_an_enrollment():
+    journey = make_journey(policy="every_time")
+    contact = ContactFactory()
+    now = timezone.now()
+    for _ in range(40):
+        enrollment_start(journey=journey, contact=contact, event=None, now=now)
+    claimed: list[list[int]] = []
+    barrier = threading.Barrier(2)
+
+    def claim():
+        try:
+            barrier.wait()
+            claimed.append(engine.enrollments_claim_due(now=now, limit=25, lease_seconds=60))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first, second = claimed
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 40
+
+
+def test_queries_per_advanced_enrollment_are_bounded(django_assert_max_num_queries, simulator):
+    TemplateFactory(slug="hello", channel="sms", body="Hello {{ contact.first_name }}")
+    journey = Journey.objects.create(name="Q", slug="q", status="active", trigger_event="q")
+    Step.objects.create(
+        journey=journey,
+        position=0,
+        key="send",
+        kind="send",
+        config={"channel": "sms", "template": "hello", "fallback_channels": []},
+    )
+    Step.objects.create(
+        journey=journey, position=1, key="wait", kind="wait", config={"duration_seconds": 60}
+    )
+    enrollments = [
+        enrollment_start(journey=journey, contact=ContactFactory(), event=None, now=timezone.now())
+        for _ in range(3)
+    ]
+    for enrollment in enrollments:
+        # send step + wait step, with every touchpoint, visit and message row
+        with django_assert_max_num_queries(20):
+            assert engine.enrollment_advance(enrollment_id=enrollment.pk) == "waiting"
+    assert Enrollment.objects.filter(state="waiting").count() == 3
+
+
+def test_ingest_queries_do_not_grow_with_history(django_assert_max_num_queries):
+    make_journey(policy="every_time", trigger="q.ingest")
+    contact = ContactFactory()
+    for _ in range(5):
+        event_ingest(name="q.ingest", contact=contact)
+    with django_assert_max_num_queries(13):
+        event_ingest(name="q.ingest", contact=contact)
