@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "drf_spectacular",
     "drf_standardized_errors",
+    "adminsortable2",
     "channels_app",
     "messaging",
     "journeys",

@@ -1,42 +1,121 @@
-"""Admin for journeys: build steps, launch, watch enrollments and survey answers."""
+"""Admin for journeys: build steps, validate, launch (with versions), dry-run, watch."""
 
 from __future__ import annotations
 
+from adminsortable2.admin import SortableAdminBase, SortableStackedInline
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from messaging.admin import ContactAdmin
+from messaging.models import Contact
+
 from . import services
+from .dryrun import dry_run
+from .forms import KIND_FIELDS, DryRunForm, StepForm
 from .models import Enrollment, Event, Journey, Step, SurveyResponse
 from .stats import journey_stats
+from .validation import journey_problems
 
 
-class StepInline(admin.TabularInline):
+def _is_live(journey: Journey | None) -> bool:
+    return bool(journey and journey.pk and journey.status == Journey.Status.ACTIVE)
+
+
+class StepInline(SortableStackedInline):
     model = Step
+    form = StepForm
     extra = 0
-    fields = ("position", "key", "kind", "config", "next_step")
-    ordering = ("position",)
+    fields = (
+        "position",
+        "key",
+        "kind",
+        "next_step",
+        *sorted({f for v in KIND_FIELDS.values() for f in v}),
+    )
+
+    def get_fields(self, request: HttpRequest, obj: Journey | None = None):
+        if _is_live(obj):
+            return ("position", "key", "kind", "next_step", "config")  # shown read-only
+        return super().get_fields(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Journey | None = None) -> bool:
+        # A live journey is edited through a new version, so running enrollments keep theirs.
+        return not _is_live(obj) and super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Journey | None = None) -> bool:
+        return not _is_live(obj) and super().has_add_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Journey | None = None) -> bool:
+        return not _is_live(obj) and super().has_delete_permission(request, obj)
 
 
 @admin.register(Journey)
-class JourneyAdmin(admin.ModelAdmin):
+class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
     list_display = (
         "name",
         "slug",
+        "version",
         "status",
         "trigger_event",
         "goal_event",
         "category",
         "entry_policy",
-        "version",
     )
     list_filter = ("status", "category")
     search_fields = ("name", "slug", "trigger_event")
-    prepopulated_fields = {"slug": ("name",)}
     inlines = [StepInline]
     readonly_fields = ("stats",)
-    actions = ["activate", "pause", "archive"]
+    actions = ["activate", "pause", "archive", "duplicate", "new_version"]
+    change_form_template = "admin/journeys/journey/change_form.html"
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "description", "status", "version")}),
+        ("Entry", {"fields": ("trigger_event", "trigger_filter", "entry_policy", "goal_event")}),
+        (
+            "Policies",
+            {
+                "fields": (
+                    "category",
+                    ("quiet_hours_start", "quiet_hours_end"),
+                    "frequency_cap_action",
+                )
+            },
+        ),
+        ("Results", {"fields": ("stats",)}),
+    )
+
+    class Media:
+        js = ("journeys/step_form.js",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Journey | None = None):
+        readonly = ["stats", "version", "status"]
+        if _is_live(obj):
+            readonly += [
+                "slug",
+                "trigger_event",
+                "trigger_filter",
+                "entry_policy",
+                "goal_event",
+                "category",
+            ]
+        return readonly
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "step_kind_fields": KIND_FIELDS}
+        if object_id:
+            journey = Journey.objects.filter(pk=object_id).first()
+            if journey is not None:
+                if _is_live(journey):
+                    extra_context["live_notice"] = (
+                        "This journey is live: its steps are locked. Use the “Create a new "
+                        "version” action to change them; running enrollments finish on this "
+                        "version."
+                    )
+                elif journey.status == Journey.Status.DRAFT:
+                    extra_context["problems"] = journey_problems(journey)
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Statistics")
     def stats(self, obj: Journey) -> str:
@@ -84,21 +163,106 @@ class JourneyAdmin(admin.ModelAdmin):
             rows,
         )
 
-    def _set_status(self, request: HttpRequest, queryset: QuerySet, status: str) -> None:
-        count = queryset.update(status=status)
-        self.message_user(request, f"{count} journey(s) now {status}.")
-
-    @admin.action(description="Activate")
+    @admin.action(description="Activate (after checking the journey)")
     def activate(self, request, queryset):
-        self._set_status(request, queryset, Journey.Status.ACTIVE)
+        for journey in queryset:
+            problems = services.journey_activate(journey=journey)
+            if problems:
+                self.message_user(
+                    request, f"{journey} not activated: " + " ".join(problems), messages.ERROR
+                )
+            else:
+                self.message_user(request, f"{journey} (v{journey.version}) is live.")
 
-    @admin.action(description="Pause")
+    @admin.action(description="Pause (running enrollments hold)")
     def pause(self, request, queryset):
-        self._set_status(request, queryset, Journey.Status.PAUSED)
+        for journey in queryset:
+            services.journey_set_status(journey=journey, status=Journey.Status.PAUSED)
+        self.message_user(request, f"{queryset.count()} journey(s) paused.")
 
-    @admin.action(description="Archive")
+    @admin.action(description="Archive (no new entries; running ones finish)")
     def archive(self, request, queryset):
-        self._set_status(request, queryset, Journey.Status.ARCHIVED)
+        for journey in queryset:
+            services.journey_set_status(journey=journey, status=Journey.Status.ARCHIVED)
+        self.message_user(request, f"{queryset.count()} journey(s) archived.")
+
+    @admin.action(description="Duplicate as a new draft journey")
+    def duplicate(self, request, queryset):
+        for journey in queryset:
+            slug = f"{journey.slug}-copy"
+            n = 2
+            while Journey.objects.filter(slug=slug).exists():
+                slug, n = f"{journey.slug}-copy-{n}", n + 1
+            copy = services.journey_copy(journey=journey, slug=slug, name=f"{journey.name} (copy)")
+            self.message_user(
+                request,
+                format_html(
+                    'Created <a href="{}">{}</a> (draft).',
+                    reverse("admin:journeys_journey_change", args=[copy.pk]),
+                    copy,
+                ),
+            )
+
+    @admin.action(description="Create a new version (draft) to edit")
+    def new_version(self, request, queryset):
+        for journey in queryset:
+            copy = services.journey_copy(journey=journey)
+            self.message_user(
+                request,
+                format_html(
+                    'Created <a href="{}">{} v{}</a> (draft); activating it archives v{}.',
+                    reverse("admin:journeys_journey_change", args=[copy.pk]),
+                    copy,
+                    copy.version,
+                    journey.version,
+                ),
+            )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/dry-run/",
+                self.admin_site.admin_view(self.dryrun_view),
+                name="journeys_journey_dryrun",
+            ),
+            *super().get_urls(),
+        ]
+
+    def dryrun_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        journey = get_object_or_404(Journey, pk=pk)
+        if not self.has_view_permission(request, journey):
+            return HttpResponse(status=403)
+        form = DryRunForm(
+            request.POST or None,
+            initial={
+                "contact": Contact.objects.order_by("-id").values_list("pk", flat=True).first()
+            },
+        )
+        result, contact = None, None
+        if request.method == "POST" and form.is_valid():
+            contact = Contact.objects.filter(pk=form.cleaned_data["contact"]).first()
+            if contact is None:
+                form.add_error("contact", "No contact with this id.")
+            else:
+                result = dry_run(
+                    journey=journey,
+                    contact=contact,
+                    properties=form.cleaned_data["properties"],
+                    replies=form.cleaned_data["replies"],
+                )
+        return render(
+            request,
+            "admin/journeys/journey/dryrun.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Dry run: {journey}",
+                "journey": journey,
+                "form": form,
+                "result": result,
+                "contact": contact,
+                "opts": self.model._meta,
+            },
+        )
 
 
 @admin.register(Enrollment)
@@ -154,6 +318,76 @@ class EnrollmentAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"{count} waiting enrollment(s) fast-forwarded.", messages.SUCCESS
         )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/exit/",
+                self.admin_site.admin_view(self.exit_view),
+                name="journeys_enrollment_exit",
+            ),
+            *super().get_urls(),
+        ]
+
+    def exit_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        enrollment = get_object_or_404(
+            Enrollment.objects.select_related("journey", "contact"), pk=pk
+        )
+        if not self.has_change_permission(request, enrollment):
+            return HttpResponse(status=403)
+        if request.method == "POST":
+            services.enrollment_exit(enrollment=enrollment, reason=f"exited by {request.user}")
+            self.message_user(request, "Enrollment exited.")
+            return HttpResponseRedirect(
+                reverse("admin:messaging_contact_change", args=[enrollment.contact_id])
+            )
+        return render(
+            request,
+            "admin/journeys/enrollment/exit_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "enrollment": enrollment,
+                "title": "Exit enrollment",
+            },
+        )
+
+
+class ContactEnrollmentInline(admin.TabularInline):
+    model = Enrollment
+    fk_name = "contact"
+    extra = 0
+    can_delete = False
+    fields = ("journey", "state", "current_step", "next_run_at", "waiting_for", "exit_link")
+    readonly_fields = fields
+    verbose_name_plural = "Active journeys"
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(state__in=Enrollment.LIVE_STATES)
+            .select_related("journey", "current_step")
+        )
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="")
+    def exit_link(self, obj: Enrollment) -> str:
+        return format_html(
+            '<a href="{}">Exit…</a>', reverse("admin:journeys_enrollment_exit", args=[obj.pk])
+        )
+
+
+class ContactWithJourneysAdmin(ContactAdmin):
+    """The contact page, plus the journeys it is in (journeys knows messaging, not the
+    other way round, so the inline is added here)."""
+
+    inlines = [*ContactAdmin.inlines, ContactEnrollmentInline]
+
+
+admin.site.unregister(Contact)
+admin.site.register(Contact, ContactWithJourneysAdmin)
 
 
 @admin.register(SurveyResponse)

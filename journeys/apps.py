@@ -6,7 +6,13 @@ class JourneysConfig(AppConfig):
     verbose_name = "Journeys"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from messaging import signals
+
+        from .staff_groups import ensure_staff_groups
+
+        post_migrate.connect(ensure_staff_groups, sender=self, dispatch_uid="journeys.groups")
 
         from . import receivers
 
@@ -15,4 +21,7 @@ class JourneysConfig(AppConfig):
         )
         signals.message_status_changed.connect(
             receivers.on_message_status_changed, dispatch_uid="journeys.status"
+        )
+        signals.conversation_changed.connect(
+            receivers.on_conversation_changed, dispatch_uid="journeys.conversation"
         )

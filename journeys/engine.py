@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from channels_app.channels import Channel
 from messaging import policies
+from messaging.conversations import contact_in_open_conversation
 from messaging.models import Message, Template
 from messaging.rendering import contact_context
 from messaging.services import MessageRequestError, message_create
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 MAX_STEPS_PER_ADVANCE = 50
 END = "end"
+CONVERSATION_RESOLVED = "conversation.resolved"
 DEFAULT_CHANNEL_ORDER = [Channel.SMS, Channel.WHATSAPP, Channel.EMAIL]
 
 
@@ -171,7 +173,7 @@ def send_on_first_allowed_channel(
                 source="journey",
                 category=journey.category,
                 decision=decision,
-                metadata={"journey": journey.slug, "step": step.key},
+                metadata={"journey": journey.slug, "step": step.key, "at": run.now.isoformat()},
             )
         except MessageRequestError as exc:
             tried.append(channel)
@@ -475,6 +477,44 @@ def _run(run: Run) -> str:
     raise RuntimeError(f"more than {MAX_STEPS_PER_ADVANCE} steps in one go: a loop?")
 
 
+PAUSED_RECHECK = dt.timedelta(minutes=5)
+
+
+def _held(enrollment: Enrollment, now: dt.datetime) -> str:
+    """Hold an enrollment whose journey is paused, or whose contact a staff member is talking
+    to (marketing only): it stays on its step and resumes later."""
+    if enrollment.journey.status == enrollment.journey.Status.PAUSED:
+        enrollment.next_run_at = now + PAUSED_RECHECK
+        enrollment.save(update_fields=["next_run_at", "updated_at"])
+        return "paused"
+    if enrollment.journey.category == enrollment.journey.Category.MARKETING and (
+        contact_in_open_conversation(contact_id=enrollment.contact_id)
+    ):
+        enrollment.state = Enrollment.State.WAITING
+        enrollment.waiting_for = CONVERSATION_RESOLVED
+        enrollment.next_run_at = None
+        enrollment.wait_until = None
+        enrollment.wake_event = None
+        enrollment.save(
+            update_fields=[
+                "state",
+                "waiting_for",
+                "next_run_at",
+                "wait_until",
+                "wake_event",
+                "updated_at",
+            ]
+        )
+        services.journey_touchpoint(
+            enrollment,
+            "journey_paused",
+            data={"reason": "a staff member is in a conversation with the contact"},
+            occurred_at=now,
+        )
+        return "paused"
+    return ""
+
+
 def enrollment_advance(*, enrollment_id: int, now: dt.datetime | None = None) -> str:
     """Run one enrollment until it waits or ends. A locked (busy) or finished one is skipped."""
     now = now or timezone.now()
@@ -497,6 +537,9 @@ def enrollment_advance(*, enrollment_id: int, now: dt.datetime | None = None) ->
             enrollment.next_run_at = enrollment.wait_until
             enrollment.save(update_fields=["next_run_at", "updated_at"])
             return "waiting"
+        held = _held(enrollment, now)
+        if held:
+            return held
         steps = list(enrollment.journey.steps.all())
         run = Run(enrollment=enrollment, steps=steps, now=now)
         try:

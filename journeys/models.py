@@ -60,7 +60,7 @@ class Journey(models.Model):
         SKIP = "skip", "Skip the send"
 
     name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100)
     description = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     trigger_event = models.CharField(max_length=120, db_index=True)
@@ -90,7 +90,14 @@ class Journey(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["slug", "version"], name="journey_slug_version"),
+            # Editing a live journey makes a new version; only one version of it runs.
+            models.UniqueConstraint(
+                fields=["slug"], condition=Q(status="active"), name="journey_one_active_version"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -117,7 +124,7 @@ class Step(models.Model):
     )
 
     class Meta:
-        ordering = ["journey", "position", "id"]
+        ordering = ["position", "id"]
         constraints = [
             models.UniqueConstraint(fields=["journey", "key"], name="step_key_per_journey")
         ]

@@ -106,3 +106,14 @@ def fall_back(*, message_id) -> None:
                 fell_back_from=str(message_id),
             )
             enrollment.save(update_fields=["context", "updated_at"])
+
+
+def on_conversation_changed(sender: Any, *, contact_id: int, status: str, **_: Any) -> None:
+    """A resolved conversation resumes the contact's paused marketing enrollments."""
+    if status == "resolved":
+        services.internal_event(
+            contact_id=contact_id,
+            name=engine.CONVERSATION_RESOLVED,
+            properties={},
+            key=f"conversation-resolved:{contact_id}:{engine.timezone.now().timestamp()}",
+        )

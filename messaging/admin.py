@@ -145,9 +145,9 @@ class ContactAdmin(admin.ModelAdmin):
         if not obj.pk:
             return "—"
         touchpoints = list(obj.touchpoints.order_by("-occurred_at", "-id")[:TIMELINE_ROWS])
-        link = reverse("admin:messaging_touchpoint_changelist") + f"?contact__id__exact={obj.pk}"
+        link = reverse("touchline-timeline", args=[obj.pk])
         return format_html(
-            '{}<p><a href="{}">All touchpoints for this contact →</a></p>',
+            '{}<p><a href="{}">Full timeline, with filters →</a></p>',
             _timeline_html(touchpoints),
             link,
         )
@@ -267,6 +267,8 @@ class TemplateAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug", "body", "subject")
     readonly_fields = ("preview",)
     actions = ["send_test"]
+    # The live preview panel (messaging/staff_views.py) is wired in by this template.
+    change_form_template = "admin/messaging/template/change_form.html"
     fields = (
         "name",
         "slug",

@@ -310,6 +310,44 @@ class Touchpoint(models.Model):
         raise ValueError("Touchpoints are append-only and cannot be deleted.")
 
 
+class Conversation(models.Model):
+    """A contact's thread in the staff inbox: one row per contact, reopened by new replies.
+
+    While a staff member has it open, the contact's marketing journeys are paused.
+    """
+
+    class Status(models.TextChoices):
+        NEEDS_REPLY = "needs_reply", "Needs a reply"
+        OPEN = "open", "Open (staff in conversation)"
+        RESOLVED = "resolved", "Resolved"
+
+    contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="conversation")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEEDS_REPLY)
+    last_inbound = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    opened_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["-last_inbound_at"],
+                name="conversation_inbox",
+                condition=~models.Q(status="resolved"),
+            )
+        ]
+        permissions = [("use_inbox", "Can read and answer conversations in the inbox")]
+
+    def __str__(self) -> str:
+        return f"{self.contact} ({self.get_status_display()})"
+
+
 class ApiKey(AbstractAPIKey):
     """A backend system's key, stored hashed; `scopes` limits what it may call."""
 

@@ -17,6 +17,7 @@ from channels_app.channels import Channel
 from channels_app.events import EventType, InboundEvent, TrackingEvent
 
 from . import selectors, signals
+from .conversations import conversation_record_inbound
 from .models import ConsentSource, ConsentStatus, Contact, Direction, Message, TouchpointKind
 from .services import consent_set, contact_upsert, message_transition, touchpoint_record
 from .status import MessageStatus
@@ -297,6 +298,9 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
             },
             dedupe_key=f"in:{inbound.pk}",
         )
+        if not event.keyword:
+            # STOP/START/HELP are handled automatically; anything else waits for a human.
+            conversation_record_inbound(contact=contact, message=inbound)
         if event.channel == Channel.WHATSAPP:
             Contact.objects.filter(
                 Q(last_inbound_whatsapp_at__lt=event.timestamp)

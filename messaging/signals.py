@@ -4,6 +4,7 @@ outbound webhooks) to react without messaging importing them.
 - `message_status_changed(message_id, contact_id, channel, status, previous_status, kind)`
 - `message_received(message_id, contact_id, channel, in_reply_to_id, keyword)`
 - `consent_changed(contact_id, channel, status, previous_status, source)`
+- `conversation_changed(contact_id, status)` (a staff member opened or resolved it)
 """
 
 from django.dispatch import Signal
@@ -11,3 +12,4 @@ from django.dispatch import Signal
 message_status_changed = Signal()
 message_received = Signal()
 consent_changed = Signal()
+conversation_changed = Signal()

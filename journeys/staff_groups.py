@@ -1,0 +1,51 @@
+"""The staff groups, kept in step with the models after every migrate."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+
+GROUPS: dict[str, list[str]] = {
+    # build and launch journeys and templates; read contacts and results
+    "Marketing": [
+        "journeys.add_journey", "journeys.change_journey", "journeys.view_journey",
+        "journeys.add_step", "journeys.change_step", "journeys.delete_step", "journeys.view_step",
+        "journeys.view_enrollment", "journeys.change_enrollment", "journeys.view_event",
+        "journeys.view_surveyresponse",
+        "messaging.add_template", "messaging.change_template", "messaging.view_template",
+        "messaging.view_contact", "messaging.view_message", "messaging.view_touchpoint",
+        "messaging.view_consent", "messaging.view_consentchange",
+    ],
+    # the inbox and contacts
+    "Support": [
+        "messaging.use_inbox", "messaging.view_conversation", "messaging.change_conversation",
+        "messaging.view_contact", "messaging.change_contact", "messaging.view_message",
+        "messaging.view_touchpoint", "messaging.view_consent", "messaging.view_consentchange",
+        "messaging.view_template", "journeys.view_enrollment", "journeys.change_enrollment",
+        "journeys.view_journey", "journeys.view_surveyresponse",
+    ],
+    # read-only everything staff can see
+    "Viewer": [
+        f"{app}.view_{model}"
+        for app, models in {
+            "messaging": ["contact", "template", "message", "touchpoint", "consent",
+                          "consentchange", "conversation"],
+            "journeys": ["journey", "step", "enrollment", "event", "surveyresponse"],
+        }.items()
+        for model in models
+    ],
+}
+
+
+def ensure_staff_groups(**_: object) -> None:
+    """Create or update the Marketing, Support and Viewer groups (idempotent)."""
+    for name, codes in GROUPS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        wanted = []
+        for code in codes:
+            app_label, codename = code.split(".")
+            permission = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if permission is not None:
+                wanted.append(permission)
+        group.permissions.set(wanted)
