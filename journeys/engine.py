@@ -25,7 +25,7 @@ from messaging.models import Message, Template
 from messaging.rendering import contact_context
 from messaging.services import MessageRequestError, message_create
 
-from . import services
+from . import services, signals
 from .conditions import first_match
 from .models import Enrollment, JourneyMessage, Step, StepVisit, SurveyResponse
 from .surveys import nps_category, parse_choice, parse_nps
@@ -287,7 +287,7 @@ def _record_survey(
     raw: str = "",
     answer_message_id: str | None = None,
 ) -> None:
-    SurveyResponse.objects.update_or_create(
+    response, _ = SurveyResponse.objects.update_or_create(
         enrollment=run.enrollment,
         step=step,
         defaults={
@@ -313,6 +313,17 @@ def _record_survey(
     )
     run.touch("survey_" + status, step, dedupe=f"{step.pk}:survey", answer=raw[:200], **answer)
     properties = {"journey": run.journey.slug, "step": step.key, "status": status, **answer}
+    published = {
+        "response_id": response.pk,
+        "contact_id": run.contact.pk,
+        "journey_slug": run.journey.slug,
+        "step_key": step.key,
+        "status": status,
+        "score": answer.get("score"),
+        "choice": answer.get("choice"),
+        "nps_category": answer.get("category"),
+    }
+    transaction.on_commit(lambda: signals.survey_answered.send(sender=SurveyResponse, **published))
     if status == SurveyResponse.Status.ANSWERED:
         services.internal_event(
             contact_id=run.contact.pk,

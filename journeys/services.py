@@ -12,6 +12,7 @@ from django.utils import timezone
 from messaging.models import Contact, Direction
 from messaging.services import IdempotencyConflict, touchpoint_record
 
+from . import signals
 from .conditions import filter_matches
 from .models import Enrollment, Event, Journey
 
@@ -77,6 +78,17 @@ def enrollment_end(
         Enrollment.State.FAILED: "journey_failed",
     }[state]
     journey_touchpoint(enrollment, kind, data={"reason": reason}, dedupe=kind, occurred_at=now)
+    ids = (enrollment.pk, enrollment.contact_id, enrollment.journey.slug)
+    transaction.on_commit(
+        lambda: signals.enrollment_ended.send(
+            sender=Enrollment,
+            enrollment_id=ids[0],
+            contact_id=ids[1],
+            journey_slug=ids[2],
+            state=state,
+            reason=reason,
+        )
+    )
 
 
 def _active_journeys(name: str) -> list[Journey]:
