@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from messaging.health import healthz
 
@@ -12,7 +12,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("messaging.urls")),
     path("api/v1/", include("journeys.urls")),
+    path("api/v1/", include("outbound.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("healthz", healthz, name="healthz"),
     path("", include("channels_app.urls")),
 ]

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django.db import models, transaction
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.api import Conflict, idempotency_key_from, resolve_contact
+from messaging.api.common import NewestFirstPagination, parse_time_param
 from messaging.serializers import ContactRefInput, StrictSerializer
 from messaging.services import IdempotencyConflict, request_fingerprint
 
 from . import services
-from .models import Event, Journey
+from .models import Event, Journey, SurveyResponse
 from .stats import journey_stats
 
 BATCH_LIMIT = 1000
@@ -85,6 +90,33 @@ class EventCreateView(APIView):
         request=EventInput,
         responses={202: EventOutput, 200: EventOutput},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        examples=[
+            OpenApiExample(
+                "An order completes",
+                request_only=True,
+                value={
+                    "name": "order.completed",
+                    "contact": {"external_id": "cust-42", "phone": "+14155552671"},
+                    "properties": {"order_id": "1001", "total": 49.9},
+                },
+            ),
+            OpenApiExample(
+                "Accepted",
+                response_only=True,
+                status_codes=["202"],
+                value={
+                    "id": 31,
+                    "name": "order.completed",
+                    "contact": {"id": 7, "external_id": "cust-42"},
+                    "properties": {"order_id": "1001", "total": 49.9},
+                    "occurred_at": "2026-11-23T10:00:00Z",
+                    "received_at": "2026-11-23T10:00:00Z",
+                    "enrolled": [{"journey": "post-purchase", "enrollment": 12}],
+                    "converted": [],
+                    "resumed": [],
+                },
+            ),
+        ],
         summary="Fire an event (enrolls the contact in matching journeys)",
     )
     def post(self, request: Request) -> Response:
@@ -173,10 +205,41 @@ class JourneyOutput(serializers.ModelSerializer):
 class JourneyListView(APIView):
     required_scopes = {"GET": "journeys:read"}
 
-    @extend_schema(responses=JourneyOutput(many=True), summary="List journeys")
+    @extend_schema(
+        responses=JourneyOutput(many=True),
+        parameters=[
+            OpenApiParameter("status", str, enum=Journey.Status.values),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("page_size", int),
+        ],
+        summary="List journeys (every version), newest first",
+    )
     def get(self, request: Request) -> Response:
-        journeys = Journey.objects.order_by("name")[:500]
-        return Response({"results": JourneyOutput(journeys, many=True).data})
+        qs = Journey.objects.all()
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in Journey.Status.values:
+                raise exceptions.ValidationError({"status": ["Unknown status."]})
+            qs = qs.filter(status=wanted)
+        paginator = NewestFirstPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(JourneyOutput(page, many=True).data)
+
+
+def current_journey(slug: str) -> Journey:
+    """The live version of a slug, else its newest version."""
+    journey = (
+        Journey.objects.filter(slug=slug)
+        .order_by(
+            # active first, then the newest version
+            models.Case(models.When(status=Journey.Status.ACTIVE, then=0), default=1),
+            "-version",
+        )
+        .first()
+    )
+    if journey is None:
+        raise exceptions.NotFound("No journey with this slug.")
+    return journey
 
 
 class JourneyDetailView(APIView):
@@ -184,7 +247,7 @@ class JourneyDetailView(APIView):
 
     @extend_schema(responses=JourneyOutput, summary="Read a journey")
     def get(self, request: Request, slug: str) -> Response:
-        return Response(JourneyOutput(get_object_or_404(Journey, slug=slug)).data)
+        return Response(JourneyOutput(current_journey(slug)).data)
 
 
 class JourneyStatsView(APIView):
@@ -195,4 +258,61 @@ class JourneyStatsView(APIView):
         summary="Per-journey and per-step statistics, with NPS",
     )
     def get(self, request: Request, slug: str) -> Response:
-        return Response(journey_stats(get_object_or_404(Journey, slug=slug)))
+        return Response(journey_stats(current_journey(slug)))
+
+
+class SurveyResponseOutput(serializers.ModelSerializer):
+    journey = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    step = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    contact = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SurveyResponse
+        fields = [
+            "id",
+            "journey",
+            "step",
+            "contact",
+            "status",
+            "score",
+            "nps_category",
+            "choice",
+            "raw_answer",
+            "attempts",
+            "answered_at",
+        ]
+
+    def get_contact(self, response: SurveyResponse) -> dict[str, Any]:
+        return {"id": response.contact_id, "external_id": response.contact.external_id}
+
+
+class SurveyAnswerPagination(NewestFirstPagination):
+    ordering = ("-answered_at", "-id")
+
+
+class SurveyResponseListView(APIView):
+    required_scopes = {"GET": "surveys:read"}
+
+    @extend_schema(
+        responses=SurveyResponseOutput(many=True),
+        parameters=[
+            OpenApiParameter("journey", str, description="Journey slug"),
+            OpenApiParameter("since", str, description="ISO-8601, inclusive"),
+            OpenApiParameter("until", str, description="ISO-8601, exclusive"),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("page_size", int),
+        ],
+        summary="Survey answers, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        qs = SurveyResponse.objects.select_related("journey", "step", "contact")
+        if request.query_params.get("journey"):
+            qs = qs.filter(journey__slug=request.query_params["journey"])
+        since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
+        if since:
+            qs = qs.filter(answered_at__gte=since)
+        if until:
+            qs = qs.filter(answered_at__lt=until)
+        paginator = SurveyAnswerPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(SurveyResponseOutput(page, many=True).data)

@@ -17,7 +17,8 @@ _WORDS = {
     "nine": 9,
     "ten": 10,
 }
-_NUMBER = re.compile(r"(?<![\d.])(\d{1,2})(?:\s*/\s*10)?(?![\d.])")
+# A whole number, not part of a decimal ("8." ending a sentence is 8; "8.5" is not a score).
+_NUMBER = re.compile(r"(?<![\d.])(\d{1,2})(?:\s*/\s*10)?(?!\d|\.\d)")
 _WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
 
 

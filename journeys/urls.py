@@ -8,4 +8,5 @@ urlpatterns = [
     path("journeys/", api.JourneyListView.as_view(), name="api-journeys"),
     path("journeys/<slug:slug>/", api.JourneyDetailView.as_view(), name="api-journey"),
     path("journeys/<slug:slug>/stats/", api.JourneyStatsView.as_view(), name="api-journey-stats"),
+    path("survey-responses/", api.SurveyResponseListView.as_view(), name="api-survey-responses"),
 ]

@@ -6,6 +6,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiKey
 
@@ -17,6 +18,8 @@ ALL_SCOPES = (
     "messages:write",
     "touchpoints:read",
     "journeys:read",
+    "surveys:read",
+    "webhooks:manage",
 )
 KEYWORD = "Api-Key"
 
@@ -56,3 +59,15 @@ class HasScopedAPIKey(BasePermission):
         if required and required not in scopes and "*" not in scopes:
             raise exceptions.PermissionDenied(f"This API key lacks the scope {required!r}.")
         return True
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    """Requests per API key (counted in the shared cache: Redis in production), 429 with
+    Retry-After when over `API_RATE_LIMIT`."""
+
+    scope = "api_key"
+
+    def get_cache_key(self, request: Request, view) -> str | None:
+        if not isinstance(request.auth, ApiKey):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.prefix}

@@ -59,6 +59,9 @@ class Contact(models.Model):
         default=False, help_text="Set when the provider rejects the number as invalid."
     )
     last_inbound_whatsapp_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(
+        null=True, blank=True, help_text="Personal data erased (GDPR); never messaged again."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -63,6 +63,8 @@ def check_consent(*, status: str, channel: str, category: str) -> Decision:
 
 
 def check_address(*, contact: Contact, channel: str, address: str) -> Decision:
+    if contact.erased_at is not None:
+        return Decision(False, "contact's personal data was erased", "erased")
     if not address:
         return Decision(False, f"contact has no {channel} address", "no_address")
     if channel == Channel.EMAIL and contact.email_undeliverable:

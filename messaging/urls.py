@@ -5,10 +5,20 @@ from . import api
 urlpatterns = [
     path("messages/", api.MessageListCreateView.as_view(), name="api-messages"),
     path("messages/<uuid:message_id>/", api.MessageDetailView.as_view(), name="api-message"),
+    path("contacts/", api.ContactListView.as_view(), name="api-contacts"),
     path("contacts/<str:external_id>/", api.ContactDetailView.as_view(), name="api-contact"),
+    path(
+        "contacts/<str:external_id>/consent/", api.ConsentView.as_view(), name="api-contact-consent"
+    ),
+    path(
+        "contacts/<str:external_id>/export/",
+        api.ContactExportView.as_view(),
+        name="api-contact-export",
+    ),
     path(
         "contacts/<str:external_id>/touchpoints/",
         api.ContactTouchpointsView.as_view(),
         name="api-contact-touchpoints",
     ),
+    path("touchpoints/", api.TouchpointListView.as_view(), name="api-touchpoints"),
 ]
