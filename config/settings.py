@@ -215,6 +215,15 @@ MESSAGE_SENDING_TIMEOUT_SECONDS = env.int("MESSAGE_SENDING_TIMEOUT_SECONDS", def
 MESSAGE_QUEUED_LEASE_SECONDS = env.int("MESSAGE_QUEUED_LEASE_SECONDS", default=120)
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=30.0)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
+# Per-sender send rate (messages/s; 0 = no limit), shared by all workers through Redis. A
+# US long code takes ~1/s, a short code 100/s, a WhatsApp sender 80/s.
+SENDER_RATE_LIMITS = {
+    "sms": env.float("TWILIO_SMS_MPS", default=0.0),
+    "whatsapp": env.float("TWILIO_WHATSAPP_MPS", default=80.0),
+    "email": env.float("SENDGRID_MPS", default=0.0),
+}
+# A worker sleeps for a slot at most this long; further away, the message is re-queued.
+SENDER_RATE_MAX_WAIT_SECONDS = env.float("SENDER_RATE_MAX_WAIT_SECONDS", default=2.0)
 # Marketing frequency cap across all journeys: at most N messages per contact per window.
 FREQUENCY_CAP_MESSAGES = env.int("FREQUENCY_CAP_MESSAGES", default=3)
 FREQUENCY_CAP_WINDOW_HOURS = env.int("FREQUENCY_CAP_WINDOW_HOURS", default=24)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from django.utils import timezone
 from channels_app.channels import Channel, normalize_phone
 from channels_app.providers.base import OutboundMessage, ProviderError
 from channels_app.providers.registry import get_provider
+from channels_app.ratelimit import reserve_send_slot
 
 from . import policies, signals
 from .models import (
@@ -497,8 +499,21 @@ def _outbound(message: Message) -> OutboundMessage:
 def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
     """Send one queued message: claim it (committed), call the provider, record the outcome.
 
-    A message not in `queued` is left alone, so a redelivered task never sends twice.
+    A message not in `queued` is left alone, so a redelivered task never sends twice. The
+    sender's rate limit is honoured first: the worker waits for a close slot, or hands the
+    message back to the queue until a far one.
     """
+    current = Message.objects.filter(pk=message_id).values_list("status", "channel").first()
+    if current is None:
+        return DeliveryOutcome("missing")
+    status, channel = current
+    if status != MessageStatus.QUEUED:
+        return DeliveryOutcome(f"already {status}")
+    slot = reserve_send_slot(channel=channel, sender=get_provider(channel).sender)
+    if not slot.granted:
+        return DeliveryOutcome("rate_limited", retry_in=slot.wait)
+    if slot.wait > 0:
+        time.sleep(slot.wait)
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))

@@ -70,5 +70,10 @@ class Provider:
     name: ClassVar[str] = ""
     channel: ClassVar[str] = ""
 
+    @property
+    def sender(self) -> str:
+        """The sending identity providers rate-limit (a number, a service, an address)."""
+        return self.name
+
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError

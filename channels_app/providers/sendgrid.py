@@ -35,6 +35,10 @@ class SendGridEmailProvider(Provider):
         self._client = SendGridAPIClient(settings.SENDGRID_API_KEY, host=settings.SENDGRID_API_HOST)
         self._client.client.timeout = settings.PROVIDER_TIMEOUT_SECONDS
 
+    @property
+    def sender(self) -> str:
+        return settings.SENDGRID_FROM_EMAIL
+
     def send(self, message: OutboundMessage) -> SendResult:
         sender = (
             (settings.SENDGRID_FROM_EMAIL, settings.SENDGRID_FROM_NAME)

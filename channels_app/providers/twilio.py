@@ -147,6 +147,10 @@ class TwilioSmsProvider(_TwilioProvider):
 
     channel = "sms"
 
+    @property
+    def sender(self) -> str:
+        return settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_SMS_FROM
+
     def _sender_kwargs(self) -> dict[str, str]:
         if settings.TWILIO_MESSAGING_SERVICE_SID:
             return {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
@@ -160,6 +164,10 @@ class TwilioWhatsAppProvider(_TwilioProvider):
 
     def _address(self, number: str) -> str:
         return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
+
+    @property
+    def sender(self) -> str:
+        return settings.TWILIO_WHATSAPP_FROM
 
     def _sender_kwargs(self) -> dict[str, str]:
         return {"from_": self._address(settings.TWILIO_WHATSAPP_FROM)}
