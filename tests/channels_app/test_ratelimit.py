@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from itertools import pairwise
 import uuid
+from itertools import pairwise
 
 import pytest
 
