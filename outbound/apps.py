@@ -4,3 +4,19 @@ from django.apps import AppConfig
 class OutboundConfig(AppConfig):
     name = "outbound"
     verbose_name = "Outbound webhooks"
+
+    def ready(self) -> None:
+        from journeys import signals as journey_signals
+        from messaging import signals as messaging_signals
+
+        from . import receivers
+
+        hooks = [
+            (messaging_signals.message_status_changed, receivers.on_message_status_changed),
+            (messaging_signals.message_received, receivers.on_message_received),
+            (messaging_signals.consent_changed, receivers.on_consent_changed),
+            (journey_signals.survey_answered, receivers.on_survey_answered),
+            (journey_signals.enrollment_ended, receivers.on_enrollment_ended),
+        ]
+        for signal, receiver in hooks:
+            signal.connect(receiver, dispatch_uid=f"outbound.{receiver.__name__}")

@@ -1,0 +1,25 @@
+"""Outbound webhook settings, each with its default (settings.py may override any of them)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+DEFAULTS: dict[str, object] = {
+    # Seconds between the dispatcher's scans for due retries (the beat schedule uses it).
+    "OUTBOUND_WEBHOOK_DISPATCH_INTERVAL_SECONDS": 10.0,
+    # The wait before each retry: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (about 17.6 h in all,
+    # 7 attempts), each stretched by up to 20 % of jitter; then the delivery fails.
+    "OUTBOUND_WEBHOOK_RETRY_DELAYS": [5, 300, 1800, 7200, 18000, 36000],
+    # A Retry-After longer than this is not believed.
+    "OUTBOUND_WEBHOOK_MAX_RETRY_AFTER_SECONDS": 86400,
+    "OUTBOUND_WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    # A claimed attempt (or a dispatched one still queued) is claimable again after this.
+    "OUTBOUND_WEBHOOK_LEASE_SECONDS": 120,
+    "OUTBOUND_WEBHOOK_BATCH_SIZE": 200,
+    # Failed deliveries in a row after which a subscription is disabled.
+    "OUTBOUND_WEBHOOK_DISABLE_AFTER": 15,
+}
+
+
+def get(name: str):
+    return getattr(settings, name, DEFAULTS[name])
