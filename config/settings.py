@@ -49,7 +49,8 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+WEB_PORT = env.int("WEB_PORT", default=8000)
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -320,13 +321,28 @@ HELP_TEXT = env(
     default="Touchline demo: reply STOP to unsubscribe, START to resubscribe.",
 )
 
+# --- Outbound webhooks (to backend systems) --------------------------------------------
+OUTBOUND_WEBHOOK_DISPATCH_INTERVAL_SECONDS = env.float(
+    "OUTBOUND_WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=10.0
+)
+OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = env.float("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+OUTBOUND_WEBHOOK_RETRY_DELAYS = env.list(
+    "OUTBOUND_WEBHOOK_RETRY_DELAYS", cast=int, default=[5, 300, 1800, 7200, 18000, 36000]
+)
+OUTBOUND_WEBHOOK_MAX_RETRY_AFTER_SECONDS = env.int(
+    "OUTBOUND_WEBHOOK_MAX_RETRY_AFTER_SECONDS", default=86400
+)
+OUTBOUND_WEBHOOK_LEASE_SECONDS = env.int("OUTBOUND_WEBHOOK_LEASE_SECONDS", default=120)
+OUTBOUND_WEBHOOK_BATCH_SIZE = env.int("OUTBOUND_WEBHOOK_BATCH_SIZE", default=200)
+OUTBOUND_WEBHOOK_DISABLE_AFTER = env.int("OUTBOUND_WEBHOOK_DISABLE_AFTER", default=15)
+
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["messaging.api_auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["messaging.api_auth.HasScopedAPIKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "messaging.schema.TouchlineAutoSchema",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": ["messaging.api_auth.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env("API_RATE_LIMIT", default="1200/min")},
@@ -354,6 +370,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "messaging.schema.open_error_enums",
     ],
 }
 DRF_STANDARDIZED_ERRORS = {"ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True}

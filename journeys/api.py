@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.api import Conflict, idempotency_key_from, resolve_contact
-from messaging.api.common import NewestFirstPagination, parse_time_param
+from messaging.api.common import NewestFirstPagination, paginated, parse_time_param
 from messaging.serializers import ContactRefInput, StrictSerializer
 from messaging.services import IdempotencyConflict, request_fingerprint
 
@@ -71,6 +71,16 @@ class EventOutput(serializers.ModelSerializer):
 
 def ingest(data: dict[str, Any], raw: Any, key: str | None, prefix: str) -> tuple[Event, bool]:
     namespaced = f"api:{prefix}:{key}" if key else None
+    fingerprint = request_fingerprint(raw)
+    if namespaced:
+        # A replay answers from the first request and touches nothing, not even the contact.
+        existing = Event.objects.filter(idempotency_key=namespaced).first()
+        if existing is not None:
+            if existing.request_fingerprint != fingerprint:
+                raise IdempotencyConflict(
+                    "This idempotency key was already used with a different event."
+                )
+            return existing, False
     with transaction.atomic():
         contact = resolve_contact(data["contact"])
         return services.event_ingest(
@@ -79,7 +89,7 @@ def ingest(data: dict[str, Any], raw: Any, key: str | None, prefix: str) -> tupl
             properties=data.get("properties") or {},
             occurred_at=data.get("occurred_at"),
             idempotency_key=namespaced,
-            fingerprint=request_fingerprint(raw),
+            fingerprint=fingerprint,
         )
 
 
@@ -206,7 +216,7 @@ class JourneyListView(APIView):
     required_scopes = {"GET": "journeys:read"}
 
     @extend_schema(
-        responses=JourneyOutput(many=True),
+        responses=paginated(JourneyOutput),
         parameters=[
             OpenApiParameter("status", str, enum=Journey.Status.values),
             OpenApiParameter("cursor", str),
@@ -294,7 +304,7 @@ class SurveyResponseListView(APIView):
     required_scopes = {"GET": "surveys:read"}
 
     @extend_schema(
-        responses=SurveyResponseOutput(many=True),
+        responses=paginated(SurveyResponseOutput),
         parameters=[
             OpenApiParameter("journey", str, description="Journey slug"),
             OpenApiParameter("since", str, description="ISO-8601, inclusive"),

@@ -118,10 +118,18 @@ def _channel_order(run: Run, config: dict[str, Any]) -> list[str]:
 
 
 def send_on_first_allowed_channel(
-    run: Run, step: Step, *, template_slug: str, tried: list[str], suffix: str = ""
+    run: Run,
+    step: Step,
+    *,
+    template_slug: str,
+    tried: list[str],
+    suffix: str = "",
+    hold_in_message: bool = False,
 ) -> Message | Wait | None:
     """Create the step's message on the first channel policy allows; hold or fall back with a
-    touchpoint for each decision. None when no channel can take it."""
+    touchpoint for each decision. None when no channel can take it. A hold makes the
+    enrollment wait, or, with `hold_in_message` (a fallback sent while the enrollment has
+    moved on), becomes a message queued until the hold ends."""
     contact, journey = run.contact, run.journey
     templates = {t.channel: t for t in Template.objects.filter(slug=template_slug)}
     for channel in _channel_order(run, step.config):
@@ -152,8 +160,9 @@ def send_on_first_allowed_channel(
                 until=decision.hold_until.isoformat(),
                 reason=decision.reason,
             )
-            return Wait(until=decision.hold_until)
-        if not decision.allowed:
+            if not hold_in_message:
+                return Wait(until=decision.hold_until)
+        elif not decision.allowed:
             tried.append(channel)
             run.touch(
                 "send_skipped",
@@ -323,7 +332,9 @@ def _record_survey(
         "choice": answer.get("choice"),
         "nps_category": answer.get("category"),
     }
-    transaction.on_commit(lambda: signals.survey_answered.send(sender=SurveyResponse, **published))
+    transaction.on_commit(
+        lambda: signals.survey_answered.send(sender=SurveyResponse, **published), robust=True
+    )
     if status == SurveyResponse.Status.ANSWERED:
         services.internal_event(
             contact_id=run.contact.pk,

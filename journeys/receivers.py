@@ -97,6 +97,7 @@ def fall_back(*, message_id) -> None:
             template_slug=link.step.config.get("template", ""),
             tried=tried,
             suffix=":fallback",
+            hold_in_message=True,
         )
         if isinstance(result, Message):
             run.output(

@@ -87,7 +87,8 @@ def enrollment_end(
             journey_slug=ids[2],
             state=state,
             reason=reason,
-        )
+        ),
+        robust=True,
     )
 
 
@@ -147,7 +148,7 @@ def kick(enrollment_ids: list[int]) -> None:
     from .tasks import advance_enrollments
 
     ids = list(enrollment_ids)
-    transaction.on_commit(lambda: advance_enrollments.delay(ids))
+    transaction.on_commit(lambda: advance_enrollments.delay(ids), robust=True)
 
 
 def _convert(event: Event, now: dt.datetime) -> list[int]:

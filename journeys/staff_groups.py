@@ -33,6 +33,7 @@ GROUPS: dict[str, list[str]] = {
         "messaging.view_conversation",
         "messaging.change_conversation",
         "messaging.view_contact",
+        "messaging.add_contact",
         "messaging.change_contact",
         "messaging.view_message",
         "messaging.view_touchpoint",

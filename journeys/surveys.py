@@ -18,7 +18,7 @@ _WORDS = {
     "ten": 10,
 }
 # A whole number, not part of a decimal ("8." ending a sentence is 8; "8.5" is not a score).
-_NUMBER = re.compile(r"(?<![\d.])(\d{1,2})(?:\s*/\s*10)?(?!\d|\.\d)")
+_NUMBER = re.compile(r"(?<![\d.])(\d{1,2})(?:\s*(?:/|out\s+of|of)\s*10)?(?!\d|\.\d)", re.IGNORECASE)
 _WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
 
 

@@ -23,7 +23,6 @@ from .models import (
     Template,
     Touchpoint,
 )
-from .rendering import TemplateRenderError, render_template
 
 TIMELINE_ROWS = 50
 
@@ -265,7 +264,6 @@ class TemplateAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "channel", "updated_at")
     list_filter = ("channel",)
     search_fields = ("name", "slug", "body", "subject")
-    readonly_fields = ("preview",)
     actions = ["send_test"]
     # The live preview panel (messaging/staff_views.py) is wired in by this template.
     change_form_template = "admin/messaging/template/change_form.html"
@@ -279,43 +277,7 @@ class TemplateAdmin(admin.ModelAdmin):
         "html_body",
         "content_sid",
         "content_variables",
-        "preview",
     )
-
-    @admin.display(description="Preview (first contact, sample event)")
-    def preview(self, obj: Template) -> str:
-        if not obj.pk:
-            return "Save to see a preview."
-        contact = Contact.objects.order_by("-id").first() or Contact(
-            first_name="Ada", last_name="Lovelace", email="ada@example.com", phone="+14155552671"
-        )
-        try:
-            content = render_template(
-                obj, contact=contact, event={"order_id": "1001", "name": "order.completed"}
-            )
-        except TemplateRenderError as exc:
-            return format_html('<p class="errornote">{}</p>', str(exc))
-        parts = [format_html("<p><b>To:</b> {}</p>", contact)]
-        if content.subject:
-            parts.append(format_html("<p><b>Subject:</b> {}</p>", content.subject))
-        if content.content_sid:
-            parts.append(
-                format_html(
-                    "<p><b>Content SID:</b> {} — variables {}</p>",
-                    content.content_sid,
-                    content.content_variables,
-                )
-            )
-        parts.append(format_html('<pre style="white-space:pre-wrap">{}</pre>', content.body))
-        if content.html_body:
-            parts.append(
-                format_html(
-                    '<iframe sandbox="" style="width:100%;height:320px;border:1px solid #ccc" '
-                    'srcdoc="{}"></iframe>',
-                    content.html_body,
-                )
-            )
-        return format_html_join("", "{}", ((p,) for p in parts))
 
     @admin.action(description="Send a test of the selected template to a contact")
     def send_test(self, request: HttpRequest, queryset: QuerySet[Template]):

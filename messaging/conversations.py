@@ -59,7 +59,8 @@ def _publish(conversation: Conversation, status: str) -> None:
     transaction.on_commit(
         lambda: signals.conversation_changed.send(
             sender=Conversation, contact_id=contact_id, status=status
-        )
+        ),
+        robust=True,
     )
 
 

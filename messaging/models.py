@@ -56,7 +56,10 @@ class Contact(models.Model):
         default=False, help_text="Set by a hard bounce; email is not sent until cleared."
     )
     phone_invalid = models.BooleanField(
-        default=False, help_text="Set when the provider rejects the number as invalid."
+        default=False, help_text="Set when the provider rejects the phone number (SMS)."
+    )
+    whatsapp_invalid = models.BooleanField(
+        default=False, help_text="Set when the provider rejects the WhatsApp number."
     )
     last_inbound_whatsapp_at = models.DateTimeField(null=True, blank=True)
     erased_at = models.DateTimeField(

@@ -43,8 +43,12 @@ class Decision:
 ALLOW = Decision(True)
 
 
-def consent_status(*, contact: Contact, channel: str) -> str:
-    row = Consent.objects.filter(contact=contact, channel=channel).only("status").first()
+def consent_status(*, contact: Contact, channel: str, lock: bool = False) -> str:
+    rows = Consent.objects.filter(contact=contact, channel=channel).only("status")
+    if lock:
+        # Inside the delivery claim: a STOP being committed right now is waited for.
+        rows = rows.select_for_update()
+    row = rows.first()
     return row.status if row else ConsentStatus.UNKNOWN
 
 
@@ -69,18 +73,24 @@ def check_address(*, contact: Contact, channel: str, address: str) -> Decision:
         return Decision(False, f"contact has no {channel} address", "no_address")
     if channel == Channel.EMAIL and contact.email_undeliverable:
         return Decision(False, "email address is undeliverable (hard bounce)", "undeliverable")
-    if channel in (Channel.SMS, Channel.WHATSAPP) and contact.phone_invalid:
+    if channel == Channel.SMS and contact.phone_invalid:
         return Decision(False, "phone number was rejected as invalid", "invalid_address")
+    if channel == Channel.WHATSAPP and (
+        contact.whatsapp_invalid or (not contact.whatsapp and contact.phone_invalid)
+    ):
+        return Decision(False, "WhatsApp number was rejected as invalid", "invalid_address")
     return ALLOW
 
 
-def check_send(*, contact: Contact, channel: str, category: str, address: str) -> Decision:
+def check_send(
+    *, contact: Contact, channel: str, category: str, address: str, lock: bool = False
+) -> Decision:
     """The final guard before a provider call: a valid address and consent."""
     decision = check_address(contact=contact, channel=channel, address=address)
     if not decision.allowed:
         return decision
     return check_consent(
-        status=consent_status(contact=contact, channel=channel),
+        status=consent_status(contact=contact, channel=channel, lock=lock),
         channel=channel,
         category=category,
     )
@@ -147,7 +157,8 @@ def frequency_cap_release(*, contact: Contact, now: dt.datetime) -> dt.datetime 
             contact=contact,
             direction=Direction.OUTBOUND,
             category=Category.MARKETING,
-            created_at__gte=now - window,
+            # strictly inside the window: at `oldest + window` the oldest no longer counts
+            created_at__gt=now - window,
         )
         .exclude(status__in=("skipped", "failed"))
         .order_by("-created_at")

@@ -18,8 +18,22 @@ from channels_app.events import EventType, InboundEvent, TrackingEvent
 
 from . import selectors, signals
 from .conversations import conversation_record_inbound
-from .models import ConsentSource, ConsentStatus, Contact, Direction, Message, TouchpointKind
-from .services import consent_set, contact_upsert, message_transition, touchpoint_record
+from .models import (
+    Consent,
+    ConsentSource,
+    ConsentStatus,
+    Contact,
+    Direction,
+    Message,
+    TouchpointKind,
+)
+from .services import (
+    consent_set,
+    contact_upsert,
+    mark_address_bad,
+    message_transition,
+    touchpoint_record,
+)
 from .status import MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -125,6 +139,18 @@ def _apply_one(message: Message, event: TrackingEvent) -> bool:
                 touchpoint_kind=kind,
                 touchpoint_data=data,
             )
+            if not moved and event.event_type == EventType.BOUNCED:
+                # A bounce after "delivered" changes no status but belongs on the timeline.
+                touchpoint_record(
+                    contact_id=message.contact_id,
+                    kind=TouchpointKind.BOUNCED,
+                    direction=Direction.INBOUND,
+                    channel=message.channel,
+                    message_id=message.pk,
+                    occurred_at=when,
+                    data=data,
+                    dedupe_key=f"evt:{event.provider}:{event.event_id}"[:200],
+                )
             _after_failure(message, event)
             return moved
         kind = _TOUCHPOINT_ONLY.get(event.event_type)
@@ -171,7 +197,8 @@ def _apply_one(message: Message, event: TrackingEvent) -> bool:
                 status=message.status,
                 previous_status=message.status,
                 kind=kind,
-            )
+            ),
+            robust=True,
         )
     return True
 
@@ -187,10 +214,10 @@ def _after_failure(message: Message, event: TrackingEvent) -> None:
             message=message,
             note="provider error 21610: recipient opted out",
         )
-    elif event.event_type == EventType.BOUNCED and event.raw.get("type", "bounce") == "bounce":
-        Contact.objects.filter(pk=message.contact_id).update(email_undeliverable=True)
-    elif event.error_code in _INVALID_NUMBER_CODES and message.channel != Channel.EMAIL:
-        Contact.objects.filter(pk=message.contact_id).update(phone_invalid=True)
+    elif (
+        event.event_type == EventType.BOUNCED and event.raw.get("type", "bounce") == "bounce"
+    ) or (event.error_code in _INVALID_NUMBER_CODES and message.channel != Channel.EMAIL):
+        mark_address_bad(message)
 
 
 # --- Inbound --------------------------------------------------------------------------
@@ -229,15 +256,59 @@ def _inbound_contact(event: InboundEvent) -> Contact:
     contact = selectors.contact_by_address(channel=event.channel, address=event.sender)
     if contact is None:
         field = {"email": "email", "sms": "phone", "whatsapp": "whatsapp"}[event.channel]
+        data = {"first_name": (event.profile_name or "")[:150]}
+        if field != "email" or len(event.sender) <= 254:  # longer is no deliverable address
+            data[field] = event.sender
         contact, _ = contact_upsert(
-            external_id=None,
-            data={field: event.sender, "first_name": event.profile_name or ""},
-            created_via=Contact.CreatedVia.INBOUND,
+            external_id=None, data=data, created_via=Contact.CreatedVia.INBOUND
         )
     elif event.channel == Channel.WHATSAPP and not contact.whatsapp:
         contact.whatsapp = event.sender
         contact.save(update_fields=["whatsapp", "updated_at"])
     return contact
+
+
+def _contacts_at(channel: str, address: str) -> list[Contact]:
+    """Every contact this number reaches on the channel (numbers are not unique per contact)."""
+    if channel == Channel.WHATSAPP:
+        query = Q(whatsapp=address) | Q(whatsapp="", phone=address)
+    else:
+        query = Q(phone=address)
+    return list(Contact.objects.filter(query).select_for_update())
+
+
+def _apply_keyword(event: InboundEvent, inbound: Message) -> bool:
+    """STOP unsubscribes the channel for everyone the number reaches; START/YES/UNSTOP lifts
+    such an opt-out (and only that: a "yes" to a question is not a marketing opt-in). True
+    when the message was a keyword that needed no human."""
+    if event.channel not in (Channel.SMS, Channel.WHATSAPP) or not event.keyword:
+        return False
+    if event.keyword == "help":
+        return True
+    note = f"texted {event.full_body.strip()[:40]!r}"
+    changed = False
+    for contact in _contacts_at(event.channel, event.sender):
+        current = (
+            Consent.objects.filter(contact=contact, channel=event.channel)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if event.keyword == "stop":
+            target = ConsentStatus.UNSUBSCRIBED
+        elif current == ConsentStatus.UNSUBSCRIBED:
+            target = ConsentStatus.SUBSCRIBED
+        else:
+            continue
+        changed |= consent_set(
+            contact=contact,
+            channel=event.channel,
+            status=target,
+            source=ConsentSource.KEYWORD,
+            message=inbound,
+            note=note,
+            occurred_at=event.timestamp,
+        )
+    return event.keyword == "stop" or changed
 
 
 def inbound_message_apply(*, event: InboundEvent) -> Message | None:
@@ -298,8 +369,9 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
             },
             dedupe_key=f"in:{inbound.pk}",
         )
-        if not event.keyword:
-            # STOP/START/HELP are handled automatically; anything else waits for a human.
+        handled = _apply_keyword(event, inbound)
+        if not handled:
+            # Opt-outs and HELP are answered automatically; anything else waits for a human.
             conversation_record_inbound(contact=contact, message=inbound)
         if event.channel == Channel.WHATSAPP:
             Contact.objects.filter(
@@ -307,18 +379,6 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
                 | Q(last_inbound_whatsapp_at__isnull=True),
                 pk=contact.pk,
             ).update(last_inbound_whatsapp_at=event.timestamp)
-        if event.channel in (Channel.SMS, Channel.WHATSAPP) and event.keyword in ("stop", "start"):
-            consent_set(
-                contact=contact,
-                channel=event.channel,
-                status=ConsentStatus.UNSUBSCRIBED
-                if event.keyword == "stop"
-                else ConsentStatus.SUBSCRIBED,
-                source=ConsentSource.KEYWORD,
-                message=inbound,
-                note=f"texted {event.full_body.strip()[:40]!r}",
-                occurred_at=event.timestamp,
-            )
         transaction.on_commit(
             lambda: signals.message_received.send(
                 sender=Message,
@@ -327,6 +387,7 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
                 channel=event.channel,
                 in_reply_to_id=answered.pk if answered else None,
                 keyword=event.keyword,
-            )
+            ),
+            robust=True,
         )
     return inbound

@@ -14,10 +14,22 @@ from django.utils.html import strip_tags
 from liquid import Environment
 from liquid.exceptions import LiquidError
 
+from .email_html import inline_email_css
+
 if TYPE_CHECKING:
     from .models import Contact, Template
 
-_env = Environment()
+
+class _StaffTemplateEnvironment(Environment):
+    """Liquid with limits: a staff-authored loop must not eat a worker (or a web request)."""
+
+    loop_iteration_limit = 10_000
+    output_stream_limit = 200_000  # characters; an email body is far smaller
+    context_depth_limit = 30
+    local_namespace_limit = 10_000
+
+
+_env = _StaffTemplateEnvironment()
 _TEMPLATE_FIELDS = ("subject", "body", "html_body")
 
 
@@ -138,7 +150,9 @@ def render_content(
         "event": event or {},
         "message": message or {},
     }
-    rendered_html = _render(html_body, context, "html_body")
+    # CSS is inlined here, on the one path preview and send share: many mail clients drop
+    # <style> blocks.
+    rendered_html = inline_email_css(_render(html_body, context, "html_body"))
     rendered_body = _render(body, context, "body")
     if not rendered_body and rendered_html:
         rendered_body = html_to_text(rendered_html)

@@ -90,6 +90,10 @@ class ContactRefInput(ContactFieldsInput):
 
 class ContactOutput(serializers.ModelSerializer):
     consent = serializers.SerializerMethodField()
+    # Plain strings: an absent address is "" (not a malformed email), E.164 when set.
+    email = serializers.CharField(read_only=True)
+    phone = serializers.CharField(read_only=True)
+    whatsapp = serializers.CharField(read_only=True)
 
     class Meta:
         model = Contact

@@ -153,12 +153,7 @@ def contact_upsert(
                 contact = Contact.objects.select_for_update().get(external_id=external_id)
                 created = False
         if not created:
-            for name, value in fields.items():
-                setattr(contact, name, value)
-            if data.get("attributes"):
-                contact.attributes = _merge_attributes(contact.attributes, data["attributes"])
-            if fields or data.get("attributes"):
-                contact.save()
+            _apply_contact_changes(contact, fields, data)
         for channel, status in (data.get("consent") or {}).items():
             consent_set(
                 contact=contact,
@@ -168,6 +163,48 @@ def contact_upsert(
                 actor_id=actor_id,
             )
     return contact, created
+
+
+# A provider's verdict on an address stops counting once the contact has another address.
+_ADDRESS_FLAGS = {
+    "email": "email_undeliverable",
+    "phone": "phone_invalid",
+    "whatsapp": "whatsapp_invalid",
+}
+
+
+def _apply_contact_changes(contact: Contact, fields: dict[str, Any], data: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        if name in _ADDRESS_FLAGS and getattr(contact, name) != value:
+            setattr(contact, _ADDRESS_FLAGS[name], False)
+        setattr(contact, name, value)
+    if data.get("attributes"):
+        contact.attributes = _merge_attributes(contact.attributes, data["attributes"])
+    if fields or data.get("attributes"):
+        contact.save()
+
+
+def contact_update(
+    *,
+    contact: Contact,
+    data: dict[str, Any],
+    consent_source: str = ConsentSource.API,
+    actor_id: int | None = None,
+) -> Contact:
+    """Apply given fields, attributes and consent to a known contact (e.g. one found by the
+    address a request named)."""
+    with transaction.atomic():
+        locked = Contact.objects.select_for_update().get(pk=contact.pk)
+        _apply_contact_changes(locked, _clean_contact_fields(data), data)
+        for channel, status in (data.get("consent") or {}).items():
+            consent_set(
+                contact=locked,
+                channel=channel,
+                status=status,
+                source=consent_source,
+                actor_id=actor_id,
+            )
+    return locked
 
 
 def consent_set(
@@ -224,7 +261,8 @@ def consent_set(
                 status=status,
                 previous_status=previous,
                 source=source,
-            )
+            ),
+            robust=True,
         )
     return True
 
@@ -284,7 +322,8 @@ def message_transition(
                 status=to,
                 previous_status=previous,
                 kind=kind,
-            )
+            ),
+            robust=True,
         )
     return True
 
@@ -364,6 +403,8 @@ def message_create(
     address = contact.address_for(channel)
     if not address:
         raise MessageRequestError({"channel": [f"The contact has no {channel} address."]})
+    if len(content.subject) > 500:
+        raise MessageRequestError({"subject": ["The rendered subject is over 500 characters."]})
     if channel in (Channel.SMS, Channel.WHATSAPP) and not content.content_sid:
         if not content.body.strip():
             raise MessageRequestError({"body": ["The rendered body is empty."]})
@@ -380,9 +421,6 @@ def message_create(
             has_body=bool(content.body.strip()),
             has_content_sid=bool(content.content_sid),
         )
-    if channel == Channel.WHATSAPP and content.content_sid and not decision.use_template:
-        # Inside the 24-hour window the freeform body goes; outside, the approved template.
-        content = RenderedContent(body=content.body)
     message = Message(
         direction=Direction.OUTBOUND,
         channel=channel,
@@ -437,7 +475,7 @@ def message_create(
                     touchpoint_data={"reason": decision.reason, "code": decision.code},
                 )
             else:
-                transaction.on_commit(lambda: enqueue_delivery(message.pk))
+                transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -482,6 +520,16 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
 
 
 def _outbound(message: Message) -> OutboundMessage:
+    content_sid, variables = message.content_sid, dict(message.content_variables or {})
+    if (
+        message.channel == Channel.WHATSAPP
+        and content_sid
+        and message.body
+        and policies.in_whatsapp_window(message.contact, timezone.now())
+    ):
+        # Decided at send time, not when queued: a held message may leave after the window
+        # has opened or closed. Inside it the freeform body goes; outside, the template.
+        content_sid, variables = "", {}
     return OutboundMessage(
         message_id=str(message.pk),
         channel=message.channel,
@@ -489,8 +537,8 @@ def _outbound(message: Message) -> OutboundMessage:
         body=message.body,
         subject=message.subject,
         html_body=message.html_body,
-        content_sid=message.content_sid,
-        content_variables=dict(message.content_variables or {}),
+        content_sid=content_sid,
+        content_variables=variables,
         media_urls=tuple(u for u in message.media if isinstance(u, str)),
         categories=tuple(c for c in (message.source, message.category) if c),
     )
@@ -530,6 +578,7 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
             channel=message.channel,
             category=message.category,
             address=message.to_address,
+            lock=True,
         )
         if not decision.allowed:
             message_transition(
@@ -589,6 +638,20 @@ def _mark_unknown(message: Message, reason: str) -> None:
     )
 
 
+def mark_address_bad(message: Message) -> None:
+    """The provider says this message's address is dead: flag it, if it is still the contact's
+    current address for that channel (a late report about an old address changes nothing)."""
+    field = {Channel.EMAIL: "email", Channel.SMS: "phone", Channel.WHATSAPP: "whatsapp"}[
+        message.channel
+    ]
+    current = Contact.objects.filter(pk=message.contact_id).values_list(field, "phone").first()
+    if current is None:
+        return
+    address = current[0] or (current[1] if field == "whatsapp" else "")
+    if address and address.lower() == message.to_address.lower():
+        Contact.objects.filter(pk=message.contact_id).update(**{_ADDRESS_FLAGS[field]: True})
+
+
 def _delivery_failed(message: Message, exc: ProviderError, attempt: int) -> DeliveryOutcome:
     error = {"error_code": exc.code[:32], "error_message": exc.message[:2000]}
     if exc.ambiguous:
@@ -615,10 +678,7 @@ def _delivery_failed(message: Message, exc: ProviderError, attempt: int) -> Deli
                     note=f"provider error {exc.code}: recipient opted out",
                 )
             if exc.invalid_address:
-                flag = (
-                    "email_undeliverable" if message.channel == Channel.EMAIL else "phone_invalid"
-                )
-                Contact.objects.filter(pk=message.contact_id).update(**{flag: True})
+                mark_address_bad(message)
         return DeliveryOutcome("failed")
     delay = retry_delay(attempt, exc.retry_after)
     message_transition(
@@ -637,15 +697,19 @@ def messages_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str
     messages stuck in `sending` as `unknown` (never resend them blindly)."""
     now = now or timezone.now()
     lease = timedelta(seconds=settings.MESSAGE_QUEUED_LEASE_SECONDS)
+    # Due (a held message whose hold ended, a retry whose task was lost) and not brand new
+    # (a fresh message's task is normally on its way).
     stale_ids = list(
-        Message.objects.filter(status=MessageStatus.QUEUED, next_attempt_at__lt=now - lease)
+        Message.objects.filter(
+            status=MessageStatus.QUEUED, next_attempt_at__lte=now, queued_at__lt=now - lease
+        )
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
     if stale_ids:
         # Renew the lease so the next sweep doesn't enqueue them again while they wait.
         Message.objects.filter(pk__in=stale_ids, status=MessageStatus.QUEUED).update(
-            next_attempt_at=now
+            next_attempt_at=now + lease
         )
         for pk in stale_ids:
             enqueue_delivery(pk)

@@ -25,6 +25,16 @@ def _eager_celery() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_sender_rate_limits(settings) -> None:
+    """Rate limits are tested on their own (tests/channels_app/test_ratelimit.py); elsewhere a
+    bucket filled by one test (or moved by time travel) must not slow another."""
+    from channels_app import ratelimit
+
+    settings.SENDER_RATE_LIMITS = {"sms": 0.0, "whatsapp": 0.0, "email": 0.0}
+    ratelimit._local = ratelimit._LocalBuckets()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_providers() -> Iterator[None]:
     reset_providers()
     yield

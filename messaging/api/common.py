@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from rest_framework import exceptions, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
@@ -47,7 +48,8 @@ def resolve_contact(data: dict[str, Any], *, channel: str = "") -> Contact:
                 channel=lookup_channel[field], address=data[field]
             )
             if contact is not None:
-                return contact
+                # The request's other fields and consent apply to the contact it found.
+                return services.contact_update(contact=contact, data=data)
     contact, _ = services.contact_upsert(external_id=None, data=data)
     return contact
 
@@ -84,3 +86,16 @@ def choice_param(request: Request, name: str, choices: list[str]) -> str:
     if value and value not in choices:
         raise exceptions.ValidationError({name: [f"Choose one of: {', '.join(choices)}."]})
     return value
+
+
+def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """The OpenAPI shape of a cursor-paginated list of `serializer_class` items."""
+    name = serializer_class.__name__.removesuffix("Output")
+    return inline_serializer(
+        name=f"Paginated{name}List",
+        fields={
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer_class(many=True),
+        },
+    )

@@ -16,7 +16,7 @@ from channels_app.channels import Channel, normalize_phone
 from .. import services
 from ..models import ConsentChange, ConsentSource, ConsentStatus, Contact
 from ..serializers import ContactFieldsInput, ContactOutput, StrictSerializer
-from .common import NewestFirstPagination
+from .common import NewestFirstPagination, paginated
 
 CONTACT_EXAMPLE = OpenApiExample(
     "Upsert a contact",
@@ -44,7 +44,7 @@ class ContactListView(APIView):
     required_scopes = {"GET": "contacts:read"}
 
     @extend_schema(
-        responses=ContactOutput(many=True),
+        responses=paginated(ContactOutput),
         parameters=[
             OpenApiParameter("email", str),
             OpenApiParameter("phone", str, description="E.164 (also matches WhatsApp)"),

@@ -23,6 +23,7 @@ from .common import (
     NewestFirstPagination,
     choice_param,
     idempotency_key_from,
+    paginated,
     resolve_contact,
 )
 
@@ -157,6 +158,18 @@ class MessageListCreateView(APIView):
                     {"template": [f"No {data['channel']} template with slug {data['template']!r}."]}
                 )
         namespaced_key = f"api:{request.auth.prefix}:{key}" if key else None
+        fingerprint = services.request_fingerprint(request.data)
+        if namespaced_key:
+            # A replay answers from the first request and touches nothing (not even the
+            # contact: re-applying its fields could undo a STOP received since).
+            existing = Message.objects.filter(idempotency_key=namespaced_key).first()
+            if existing is not None:
+                if existing.request_fingerprint != fingerprint:
+                    raise Conflict(
+                        "This Idempotency-Key was already used with a different request body."
+                    )
+                message = selectors.message_detail(message_id=existing.pk)
+                return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)
         try:
             with transaction.atomic():
                 contact = resolve_contact(data["contact"], channel=data["channel"])
@@ -169,7 +182,7 @@ class MessageListCreateView(APIView):
                     html_body=data.get("html_body", ""),
                     context=data.get("context") or {},
                     idempotency_key=namespaced_key,
-                    fingerprint=services.request_fingerprint(request.data),
+                    fingerprint=fingerprint,
                     source="api",
                 )
         except services.MessageRequestError as exc:
@@ -180,7 +193,7 @@ class MessageListCreateView(APIView):
         return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        responses=MessageOutput(many=True),
+        responses=paginated(MessageOutput),
         parameters=[
             OpenApiParameter("contact", str, description="The contact's external_id"),
             OpenApiParameter("status", str, enum=MessageStatus.values),

@@ -13,7 +13,7 @@ from channels_app.channels import Channel
 
 from .. import selectors
 from ..models import Contact, Touchpoint
-from .common import TimelinePagination, choice_param, parse_time_param
+from .common import TimelinePagination, choice_param, paginated, parse_time_param
 
 
 class TouchpointOutput(serializers.ModelSerializer):
@@ -34,7 +34,7 @@ class ContactTouchpointsView(APIView):
     required_scopes = {"GET": "touchpoints:read"}
 
     @extend_schema(
-        responses=TouchpointOutput(many=True),
+        responses=paginated(TouchpointOutput),
         parameters=[
             OpenApiParameter("channel", str, enum=Channel.values),
             OpenApiParameter("kind", str),
@@ -57,7 +57,7 @@ class TouchpointListView(APIView):
     required_scopes = {"GET": "touchpoints:read"}
 
     @extend_schema(
-        responses=TouchpointOutput(many=True),
+        responses=paginated(TouchpointOutput),
         parameters=[
             OpenApiParameter("contact", str, description="The contact's external_id"),
             OpenApiParameter("channel", str, enum=Channel.values),

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.django_db
 
 
 def draft(steps, **kw):
-    journey = Journey.objects.create(name="Draft", slug=kw.pop("slug", "draft"),
-                                     trigger_event="t.go", **kw)
+    journey = Journey.objects.create(
+        name="Draft", slug=kw.pop("slug", "draft"), trigger_event="t.go", **kw
+    )
     for position, step in enumerate(steps):
         Step.objects.create(journey=journey, position=position, **step)
     return journey
@@ -32,14 +33,22 @@ def draft(steps, **kw):
 
 def test_validation_lists_every_problem():
     TemplateFactory(slug="hi", channel="sms")
-    journey = draft([
-        {"key": "a", "kind": "send", "config": {"channel": "sms", "template": "hi",
-                                               "fallback_channels": ["email"]}},
-        {"key": "b", "kind": "wait", "config": {"duration_seconds": 0}},
-        {"key": "c", "kind": "branch", "config": {"rules": [{"when": [], "goto": "nowhere"}],
-                                                 "default": "end"}},
-        {"key": "d", "kind": "exit", "config": {}},
-    ])
+    journey = draft(
+        [
+            {
+                "key": "a",
+                "kind": "send",
+                "config": {"channel": "sms", "template": "hi", "fallback_channels": ["email"]},
+            },
+            {"key": "b", "kind": "wait", "config": {"duration_seconds": 0}},
+            {
+                "key": "c",
+                "kind": "branch",
+                "config": {"rules": [{"when": [], "goto": "nowhere"}], "default": "end"},
+            },
+            {"key": "d", "kind": "exit", "config": {}},
+        ]
+    )
     problems = journey_problems(journey)
     assert any("no version for email" in p for p in problems)
     assert any("positive duration" in p for p in problems)
@@ -58,10 +67,17 @@ def test_a_valid_journey_activates_and_blueprints_are_valid():
 
 def test_new_version_runs_beside_the_old_one_until_its_enrollments_finish():
     TemplateFactory(slug="hi", channel="sms", body="v1")
-    v1 = draft([{"key": "hello", "kind": "send", "config": {"channel": "sms", "template": "hi",
-                                                           "fallback_channels": []}},
-                {"key": "pause", "kind": "wait", "config": {"duration_seconds": 60}}],
-               slug="promo")
+    v1 = draft(
+        [
+            {
+                "key": "hello",
+                "kind": "send",
+                "config": {"channel": "sms", "template": "hi", "fallback_channels": []},
+            },
+            {"key": "pause", "kind": "wait", "config": {"duration_seconds": 60}},
+        ],
+        slug="promo",
+    )
     assert journey_activate(journey=v1) == []
     contact = ContactFactory()
     old = enrollment_start(journey=v1, contact=contact, event=None, now=timezone.now())
@@ -80,8 +96,10 @@ def test_new_version_runs_beside_the_old_one_until_its_enrollments_finish():
     assert Enrollment.objects.exclude(pk=old.pk).get().journey_id == v2.pk
     from datetime import timedelta
 
-    assert engine.enrollment_advance(enrollment_id=old.pk,
-                                     now=timezone.now() + timedelta(minutes=2)) == "completed"
+    assert (
+        engine.enrollment_advance(enrollment_id=old.pk, now=timezone.now() + timedelta(minutes=2))
+        == "completed"
+    )
 
 
 def test_step_form_builds_config_per_kind():
@@ -98,8 +116,9 @@ def test_dry_run_uses_the_engine_and_leaves_nothing_behind(simulator):
     contact = ContactFactory(phone="+14155552671", timezone="Europe/London")
     journey = Journey.objects.get(slug="post-purchase")
     before = (Message.objects.count(), Touchpoint.objects.count(), Enrollment.objects.count())
-    result = dry_run(journey=journey, contact=contact, properties={"order_id": "9"},
-                     replies={"nps": "10"})
+    result = dry_run(
+        journey=journey, contact=contact, properties={"order_id": "9"}, replies={"nps": "10"}
+    )
     whats = [(line.step, line.what) for line in result.lines]
     assert ("thank-you", "sends SMS") in whats
     assert ("nps", "sends SMS") in whats
@@ -108,8 +127,11 @@ def test_dry_run_uses_the_engine_and_leaves_nothing_behind(simulator):
     assert result.outcome == "Completed"
     nps_line = next(line for line in result.lines if line.step == "nps" and "sends" in line.what)
     assert nps_line.offset.startswith("+3d")
-    assert (Message.objects.count(), Touchpoint.objects.count(),
-            Enrollment.objects.count()) == before
+    assert (
+        Message.objects.count(),
+        Touchpoint.objects.count(),
+        Enrollment.objects.count(),
+    ) == before
     assert simulator.messages() == []
 
 
@@ -134,9 +156,17 @@ def test_an_open_conversation_pauses_marketing_journeys_until_resolved(
     from channels_app.events import InboundEvent
 
     with django_capture_on_commit_callbacks(execute=True):
-        inbound_message_apply(event=InboundEvent(
-            provider="twilio", channel="sms", timestamp=timezone.now(), event_id="SMq1",
-            sender=contact.phone, recipient="+15005550006", body="I have a question"))
+        inbound_message_apply(
+            event=InboundEvent(
+                provider="twilio",
+                channel="sms",
+                timestamp=timezone.now(),
+                event_id="SMq1",
+                sender=contact.phone,
+                recipient="+15005550006",
+                body="I have a question",
+            )
+        )
     thread = Conversation.objects.get(contact=contact)
     assert thread.status == "needs_reply"
     staff = User.objects.create_user("agent", is_staff=True)
@@ -145,7 +175,7 @@ def test_an_open_conversation_pauses_marketing_journeys_until_resolved(
     from datetime import timedelta
 
     # Midday the next day: after the one-day wait, outside quiet hours (contact in London).
-    later = (timezone.now() + timedelta(days=1, minutes=5)).replace(hour=12)
+    later = (timezone.now() + timedelta(days=2)).replace(hour=12)
     assert engine.enrollment_advance(enrollment_id=onboarding.pk, now=later) == "paused"
     onboarding.refresh_from_db()
     assert onboarding.waiting_for == "conversation.resolved"
@@ -169,8 +199,11 @@ def test_staff_groups_exist():
     assert {"Marketing", "Support", "Viewer"} <= names
     support = Group.objects.get(name="Support")
     assert support.permissions.filter(codename="use_inbox").exists()
-    assert not Group.objects.get(name="Viewer").permissions.filter(
-        codename__startswith="change_").exists()
+    assert (
+        not Group.objects.get(name="Viewer")
+        .permissions.filter(codename__startswith="change_")
+        .exists()
+    )
 
 
 def test_admin_pages_render(admin_client, simulator):
@@ -188,21 +221,31 @@ def test_admin_pages_render(admin_client, simulator):
     for url in urls:
         response = admin_client.get(url)
         assert response.status_code == 200, url
-    response = admin_client.post(reverse("admin:journeys_journey_dryrun", args=[journey.pk]),
-                                 {"contact": contact.pk, "properties": '{"order_id": "1"}',
-                                  "replies": '{"nps": "3"}'})
+    response = admin_client.post(
+        reverse("admin:journeys_journey_dryrun", args=[journey.pk]),
+        {"contact": contact.pk, "properties": '{"order_id": "1"}', "replies": '{"nps": "3"}'},
+    )
     assert response.status_code == 200
     assert b"sorry" in response.content.lower() or b"apology" in response.content.lower()
 
 
-def test_inbox_reply_goes_through_the_pipeline(admin_client, simulator,
-                                               django_capture_on_commit_callbacks):
+def test_inbox_reply_goes_through_the_pipeline(
+    admin_client, simulator, django_capture_on_commit_callbacks
+):
     contact = ContactFactory(phone="+14155552699")
     from channels_app.events import InboundEvent
 
-    inbound_message_apply(event=InboundEvent(
-        provider="twilio", channel="sms", timestamp=timezone.now(), event_id="SMq2",
-        sender=contact.phone, recipient="+15005550006", body="Where is my order?"))
+    inbound_message_apply(
+        event=InboundEvent(
+            provider="twilio",
+            channel="sms",
+            timestamp=timezone.now(),
+            event_id="SMq2",
+            sender=contact.phone,
+            recipient="+15005550006",
+            body="Where is my order?",
+        )
+    )
     page = admin_client.get(reverse("touchline-inbox"))
     assert b"Where is my order?" in page.content
     url = reverse("touchline-conversation", args=[contact.pk])
@@ -230,8 +273,12 @@ def test_timeline_page_filters_and_pages(admin_client):
     from messaging.services import touchpoint_record
 
     for i in range(60):
-        touchpoint_record(contact_id=contact.pk, kind="event" if i % 2 else "sent",
-                          channel="" if i % 2 else "sms", data={"i": i})
+        touchpoint_record(
+            contact_id=contact.pk,
+            kind="event" if i % 2 else "sent",
+            channel="" if i % 2 else "sms",
+            data={"i": i},
+        )
     url = reverse("touchline-timeline", args=[contact.pk])
     first = admin_client.get(url)
     assert first.context["next_cursor"]

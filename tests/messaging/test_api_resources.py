@@ -23,8 +23,9 @@ def client_with(scopes):
 
 def test_contacts_list_filters(api):
     ContactFactory(external_id="a", email="a@example.com", attributes={"plan": "pro"})
-    ContactFactory(external_id="b", email="b@example.com", phone="+14155552690",
-                   attributes={"plan": "free"})
+    ContactFactory(
+        external_id="b", email="b@example.com", phone="+14155552690", attributes={"plan": "free"}
+    )
     ids = lambda r: [c["external_id"] for c in r.json()["results"]]  # noqa: E731
     assert ids(api.get("/api/v1/contacts/?email=A@example.com")) == ["a"]
     assert ids(api.get("/api/v1/contacts/?phone=%2B1%20415%20555%202690")) == ["b"]
@@ -40,15 +41,16 @@ def test_consent_read_and_change_with_source_api(api):
     consent_set(contact=contact, channel="email", status="subscribed", source="admin")
     body = api.get("/api/v1/contacts/c/consent/").json()
     assert body["consent"] == {"sms": "unknown", "whatsapp": "unknown", "email": "subscribed"}
-    changed = api.post("/api/v1/contacts/c/consent/",
-                       {"channel": "sms", "status": "unsubscribed", "note": "phone call"},
-                       format="json")
+    changed = api.post(
+        "/api/v1/contacts/c/consent/",
+        {"channel": "sms", "status": "unsubscribed", "note": "phone call"},
+        format="json",
+    )
     assert changed.status_code == 200
     assert changed.json()["consent"]["sms"] == "unsubscribed"
     assert changed.json()["history"][0]["source"] == "api"
     assert ConsentChange.objects.filter(contact=contact, source="api").count() == 1
-    bad = api.post("/api/v1/contacts/c/consent/", {"channel": "fax", "status": "x"},
-                   format="json")
+    bad = api.post("/api/v1/contacts/c/consent/", {"channel": "fax", "status": "x"}, format="json")
     assert {e["attr"] for e in bad.json()["errors"]} == {"channel", "status"}
 
 
@@ -71,8 +73,12 @@ def test_touchpoints_filters_and_stable_cursor(api):
     other = ContactFactory(external_id="u")
     now = timezone.now()
     for i in range(5):
-        touchpoint_record(contact_id=contact.pk, kind="event", occurred_at=now,
-                          data={"journey": "post-purchase" if i % 2 else "x", "i": i})
+        touchpoint_record(
+            contact_id=contact.pk,
+            kind="event",
+            occurred_at=now,
+            data={"journey": "post-purchase" if i % 2 else "x", "i": i},
+        )
     touchpoint_record(contact_id=other.pk, kind="sent", channel="sms", occurred_at=now)
     page1 = api.get("/api/v1/touchpoints/?contact=t&page_size=3").json()
     page2 = api.get(page1["next"]).json()
@@ -151,8 +157,12 @@ def test_throttle_counts_live_in_the_shared_cache(settings):
 
 def test_body_over_the_limit_is_413(api, settings):
     settings.API_MAX_BODY_BYTES = 1000
-    response = api.generic("POST", "/api/v1/events/", b'{"name": "' + b"x" * 2000 + b'"}',
-                           content_type="application/json")
+    response = api.generic(
+        "POST",
+        "/api/v1/events/",
+        b'{"name": "' + b"x" * 2000 + b'"}',
+        content_type="application/json",
+    )
     assert response.status_code == 413
     assert response.json()["errors"][0]["code"] == "request_too_large"
 

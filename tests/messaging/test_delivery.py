@@ -281,8 +281,13 @@ def test_sweeper_requeues_lost_tasks_and_parks_stuck_sends(simulator, settings):
     lost = queue(contact)
     stuck = queue(contact)
     long_ago = timezone.now() - timedelta(hours=1)
-    Message.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago)
+    Message.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago, queued_at=long_ago)
     Message.objects.filter(pk=stuck.pk).update(status="sending", sending_at=long_ago)
+    fresh = queue(contact)  # its task is normally on its way: not swept yet
+    held = queue(contact)
+    Message.objects.filter(pk=held.pk).update(
+        queued_at=long_ago, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
 
     result = services.messages_sweep()  # eager Celery: the re-queued task runs now
 
@@ -291,6 +296,9 @@ def test_sweeper_requeues_lost_tasks_and_parks_stuck_sends(simulator, settings):
     stuck.refresh_from_db()
     assert lost.status == MessageStatus.SENT
     assert stuck.status == MessageStatus.UNKNOWN
+    fresh.refresh_from_db()
+    held.refresh_from_db()
+    assert fresh.status == held.status == MessageStatus.QUEUED
     assert [m["body"] for m in simulator.messages()] == [lost.body]
 
 

@@ -1,11 +1,11 @@
 // Show only the fields of each step's kind in the journey builder.
 (function () {
   "use strict";
-  const kindFields = JSON.parse(document.getElementById("step-kind-fields").textContent);
-  const all = new Set(Object.values(kindFields).flat());
+  let kindFields = {};
+  let all = [];
 
   function refresh(container) {
-    const select = container.querySelector("select[name$='-kind']");
+    const select = container && container.querySelector("select[name$='-kind']");
     if (!select) return;
     const wanted = new Set(kindFields[select.value] || []);
     all.forEach(function (name) {
@@ -15,21 +15,20 @@
     });
   }
 
-  function bind(container) {
-    const select = container.querySelector("select[name$='-kind']");
-    if (select && !select.dataset.touchlineBound) {
-      select.dataset.touchlineBound = "1";
-      select.addEventListener("change", function () { refresh(container); });
-    }
-    refresh(container);
-  }
-
-  function bindAll() {
-    document.querySelectorAll(".inline-related").forEach(bind);
-  }
-
-  document.addEventListener("DOMContentLoaded", bindAll);
-  document.addEventListener("formset:added", function (event) {
-    bind(event.target.closest ? event.target.closest(".inline-related") || event.target : event.target);
+  document.addEventListener("DOMContentLoaded", function () {
+    const data = document.getElementById("step-kind-fields");
+    if (!data) return;  // e.g. the change list, which loads the same Media
+    kindFields = JSON.parse(data.textContent);
+    all = Array.from(new Set(Object.values(kindFields).flat()));
+    document.querySelectorAll(".inline-related").forEach(refresh);
+    // Delegated, so rows cloned from the empty form work too.
+    document.addEventListener("change", function (event) {
+      if (event.target.matches("select[name$='-kind']")) {
+        refresh(event.target.closest(".inline-related"));
+      }
+    });
+    document.addEventListener("formset:added", function (event) {
+      refresh(event.target.closest(".inline-related") || event.target);
+    });
   });
 })();
