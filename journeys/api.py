@@ -17,9 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.api import Conflict, idempotency_key_from, resolve_contact
-from messaging.api.common import NewestFirstPagination, paginated, parse_time_param
+from messaging.api.common import NewestFirstPagination, filter_time_range, paginated
 from messaging.serializers import ContactRefInput, StrictSerializer
-from messaging.services import IdempotencyConflict, request_fingerprint
+from messaging.services import IdempotencyConflict, idempotent_replay, request_fingerprint
 
 from . import services
 from .models import Event, Journey, SurveyResponse
@@ -76,11 +76,7 @@ def ingest(data: dict[str, Any], raw: Any, key: str | None, prefix: str) -> tupl
         # A replay answers from the first request and touches nothing, not even the contact.
         existing = Event.objects.filter(idempotency_key=namespaced).first()
         if existing is not None:
-            if existing.request_fingerprint != fingerprint:
-                raise IdempotencyConflict(
-                    "This idempotency key was already used with a different event."
-                )
-            return existing, False
+            return idempotent_replay(existing, fingerprint), False
     with transaction.atomic():
         contact = resolve_contact(data["contact"])
         return services.event_ingest(
@@ -318,11 +314,7 @@ class SurveyResponseListView(APIView):
         qs = SurveyResponse.objects.select_related("journey", "step", "contact")
         if request.query_params.get("journey"):
             qs = qs.filter(journey__slug=request.query_params["journey"])
-        since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
-        if since:
-            qs = qs.filter(answered_at__gte=since)
-        if until:
-            qs = qs.filter(answered_at__lt=until)
+        qs = filter_time_range(qs, request, "answered_at")
         paginator = SurveyAnswerPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(SurveyResponseOutput(page, many=True).data)

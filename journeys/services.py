@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from messaging.models import Contact, Direction
-from messaging.services import IdempotencyConflict, touchpoint_record
+from messaging.services import idempotent_replay, touchpoint_record
 
 from . import signals
 from .conditions import filter_matches
@@ -197,7 +197,7 @@ def event_ingest(
     if idempotency_key:
         existing = Event.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
-            return _replayed(existing, fingerprint), False
+            return idempotent_replay(existing, fingerprint), False
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -240,14 +240,8 @@ def event_ingest(
         if not idempotency_key:
             raise
         existing = Event.objects.get(idempotency_key=idempotency_key)
-        return _replayed(existing, fingerprint), False
+        return idempotent_replay(existing, fingerprint), False
     return event, True
-
-
-def _replayed(existing: Event, fingerprint: str) -> Event:
-    if fingerprint and existing.request_fingerprint and existing.request_fingerprint != fingerprint:
-        raise IdempotencyConflict("This idempotency key was already used with a different event.")
-    return existing
 
 
 def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> None:

@@ -383,7 +383,7 @@ def message_create(
     if idempotency_key:
         existing = Message.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
-            return _replayed(existing, fingerprint), False
+            return idempotent_replay(existing, fingerprint), False
     if template is not None and template.channel != channel:
         raise MessageRequestError(
             {"template": [f"Template {template.slug!r} is for {template.channel}, not {channel}."]}
@@ -480,12 +480,15 @@ def message_create(
         if not idempotency_key:
             raise
         existing = Message.objects.get(idempotency_key=idempotency_key)
-        return _replayed(existing, fingerprint), False
+        return idempotent_replay(existing, fingerprint), False
     return message, True
 
 
-def _replayed(existing: Message, fingerprint: str) -> Message:
-    if fingerprint and existing.request_fingerprint and existing.request_fingerprint != fingerprint:
+def idempotent_replay(existing: Any, fingerprint: str) -> Any:
+    """The stored result of a replayed idempotency key (a Message, an Event…), or
+    IdempotencyConflict when the key came back with a different request."""
+    stored = existing.request_fingerprint
+    if fingerprint and stored and stored != fingerprint:
         raise IdempotencyConflict(
             "This Idempotency-Key was already used with a different request body."
         )

@@ -81,6 +81,16 @@ def parse_time_param(request: Request, name: str) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def filter_time_range(queryset, request: Request, field: str):
+    """Apply the `since` (inclusive) and `until` (exclusive) query parameters to `field`."""
+    since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
+    if since:
+        queryset = queryset.filter(**{f"{field}__gte": since})
+    if until:
+        queryset = queryset.filter(**{f"{field}__lt": until})
+    return queryset
+
+
 def choice_param(request: Request, name: str, choices: list[str]) -> str:
     value = request.query_params.get(name, "")
     if value and value not in choices:

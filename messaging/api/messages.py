@@ -164,10 +164,10 @@ class MessageListCreateView(APIView):
             # contact: re-applying its fields could undo a STOP received since).
             existing = Message.objects.filter(idempotency_key=namespaced_key).first()
             if existing is not None:
-                if existing.request_fingerprint != fingerprint:
-                    raise Conflict(
-                        "This Idempotency-Key was already used with a different request body."
-                    )
+                try:
+                    services.idempotent_replay(existing, fingerprint)
+                except services.IdempotencyConflict as exc:
+                    raise Conflict(str(exc)) from exc
                 message = selectors.message_detail(message_id=existing.pk)
                 return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)
         try:

@@ -13,7 +13,7 @@ from channels_app.channels import Channel
 
 from .. import selectors
 from ..models import Contact, Touchpoint
-from .common import TimelinePagination, choice_param, paginated, parse_time_param
+from .common import TimelinePagination, choice_param, filter_time_range, paginated
 
 
 class TouchpointOutput(serializers.ModelSerializer):
@@ -80,11 +80,7 @@ class TouchpointListView(APIView):
             qs = qs.filter(kind=request.query_params["kind"])
         if request.query_params.get("journey"):
             qs = qs.filter(data__journey=request.query_params["journey"])
-        since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
-        if since:
-            qs = qs.filter(occurred_at__gte=since)
-        if until:
-            qs = qs.filter(occurred_at__lt=until)
+        qs = filter_time_range(qs, request, "occurred_at")
         paginator = TimelinePagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(TouchpointOutput(page, many=True).data)
