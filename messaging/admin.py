@@ -354,10 +354,35 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
 
+class JourneyFilter(admin.SimpleListFilter):
+    """Touchpoints name their journey in `data` (messaging knows journeys only by slug)."""
+
+    title = "journey"
+    parameter_name = "journey"
+
+    def lookups(self, request, model_admin):
+        from django.apps import apps
+
+        if not apps.is_installed("journeys"):
+            return []
+        journey = apps.get_model("journeys", "Journey")
+        return [
+            (slug, name)
+            for slug, name in journey.objects.order_by("slug", "-version")
+            .values_list("slug", "name")
+            .distinct()
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(data__journey=self.value())
+        return queryset
+
+
 @admin.register(Touchpoint)
 class TouchpointAdmin(admin.ModelAdmin):
     list_display = ("occurred_at", "contact", "channel", "direction", "kind", "message", "data")
-    list_filter = ("channel", "direction", "kind")
+    list_filter = ("channel", "direction", "kind", JourneyFilter)
     list_select_related = ("contact", "message")
     date_hierarchy = "occurred_at"
     show_full_result_count = False

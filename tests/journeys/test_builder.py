@@ -287,3 +287,17 @@ def test_timeline_page_filters_and_pages(admin_client):
     assert len(second.context["rows"]) == 10
     only_sms = admin_client.get(url, {"channel": "sms"})
     assert {tp.channel for tp in only_sms.context["rows"]} == {"sms"}
+
+
+def test_touchpoint_list_filters_by_journey(
+    admin_client, simulator, django_capture_on_commit_callbacks
+):
+    install_blueprints(activate=True)
+    contact = ContactFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        event_ingest(name="order.completed", contact=contact, properties={"order_id": "1"})
+    url = reverse("admin:messaging_touchpoint_changelist")
+    page = admin_client.get(url, {"journey": "post-purchase"})
+    assert page.status_code == 200
+    kinds = {tp.kind for tp in page.context["cl"].result_list}
+    assert "journey_entered" in kinds and "event" not in kinds
