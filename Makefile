@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-embedded lint format migrate openapi clean help
+.PHONY: run test test-embedded bench faults lint format migrate openapi clean help
 
 help:
 	@echo "make run    - install, migrate, and start web + worker/beat + provider simulator"
 	@echo "make test   - run the test suite (PostgreSQL + Redis when they answer, else embedded)"
+	@echo "make bench  - the benchmarks (bench/README.md), figures as ratios to baselines"
+	@echo "make faults - the fault-injection tests at full size (N=2000 messages)"
 	@echo "make lint   - ruff check and format check"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -29,6 +31,13 @@ test: $(BIN)/.installed
 
 test-embedded: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" TOUCHLINE_TEST_EMBEDDED=1 scripts/test $(ARGS)
+
+bench: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" bench/run_all
+
+N ?= 2000
+faults: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/faults $(N)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -1,0 +1,232 @@
+"""3. Journey scheduler: due enrollments advanced per second.
+
+N enrollments (100k at full scale, bulk_create) wait on a `wait` step whose time has passed;
+an `exit` step follows. Measured:
+
+- in-process: the claim + advance loop (`enrollments_claim_due` in batches of
+  SCHEDULER_BATCH_SIZE, then `enrollment_advance` for each id), i.e. `run_due` at full speed;
+- worker path: `journeys.tasks.schedule_due` called at the beat interval
+  (SCHEDULER_INTERVAL_SECONDS) with one threads-pool worker running `advance_enrollments`,
+  as configured; the clock stops when
+  no live enrollment is left.
+
+Baseline: a bare loop in raw SQL on the same table and batch size: claim a batch with
+`SELECT ... FOR UPDATE SKIP LOCKED` (pushing next_run_at out by the lease, in one UPDATE),
+then per row one transaction that locks it (`FOR UPDATE SKIP LOCKED`) and ends it.
+
+Goal: in-process >= 0.3x the bare loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+from bench import common as c
+
+N = c.scaled(100_000, 1000)
+WORKER_N = int(os.environ.get("BENCH_SCHEDULER_WORKER_N", str(N)))
+
+
+def setup_journey():
+    from journeys.models import Journey, Step
+
+    journey = Journey.objects.create(
+        name="Bench scheduler",
+        slug="bench-scheduler",
+        status=Journey.Status.ACTIVE,
+        trigger_event="bench.never",
+        entry_policy=Journey.EntryPolicy.EVERY_TIME,
+    )
+    wait = Step.objects.create(
+        journey=journey, position=0, key="wait", kind="wait", config={"duration_seconds": 60}
+    )
+    Step.objects.create(journey=journey, position=1, key="done", kind="exit", config={})
+    return journey, wait
+
+
+def make_due(journey, wait, contact_ids: list[int]) -> None:
+    """Fresh tables, then N enrollments whose wait ended an hour ago."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from journeys.models import Enrollment
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "TRUNCATE journeys_stepvisit, journeys_enrollment, messaging_touchpoint CASCADE"
+        )
+    past = timezone.now() - dt.timedelta(hours=1)
+    state = {
+        "key": "wait",
+        "started_at": (past - dt.timedelta(minutes=1)).isoformat(),
+        "until": past.isoformat(),
+    }
+    Enrollment.objects.bulk_create(
+        [
+            Enrollment(
+                journey=journey,
+                contact_id=cid,
+                entry_policy="every_time",
+                state="waiting",
+                current_step=wait,
+                next_run_at=past,
+                wait_until=past,
+                context={"event": {"name": "bench"}, "steps": {}, "step": state},
+            )
+            for cid in contact_ids
+        ],
+        batch_size=5000,
+    )
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE journeys_enrollment")
+
+
+def live() -> int:
+    from journeys.models import Enrollment
+
+    return Enrollment.objects.filter(state__in=Enrollment.LIVE_STATES).count()
+
+
+def in_process(batch: int) -> float:
+    from journeys.engine import enrollment_advance, enrollments_claim_due
+
+    started = time.perf_counter()
+    done = 0
+    while ids := enrollments_claim_due(limit=batch, lease_seconds=60):
+        for enrollment_id in ids:
+            enrollment_advance(enrollment_id=enrollment_id)
+        done += len(ids)
+    seconds = time.perf_counter() - started
+    assert live() == 0, "enrollments left live"
+    return done / seconds
+
+
+CLAIM = """
+UPDATE journeys_enrollment SET next_run_at = now() + interval '60 seconds'
+WHERE id IN (
+    SELECT id FROM journeys_enrollment
+    WHERE state IN ('active', 'waiting') AND next_run_at <= now()
+    ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED
+) RETURNING id
+"""
+LOCK = (
+    "SELECT id FROM journeys_enrollment WHERE id = %s AND state IN ('active', 'waiting') "
+    "FOR UPDATE SKIP LOCKED"
+)
+END = """
+UPDATE journeys_enrollment SET state = 'exited', next_run_at = NULL, ended_at = now(),
+    updated_at = now() WHERE id = %s
+"""
+
+
+def bare_sql(batch: int) -> float:
+    with c.pg_connect() as conn:
+        started = time.perf_counter()
+        done = 0
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(CLAIM, (batch,))
+                ids = [row[0] for row in cur.fetchall()]
+            conn.commit()
+            if not ids:
+                break
+            for enrollment_id in ids:
+                with conn.cursor() as cur:
+                    cur.execute(LOCK, (enrollment_id,))
+                    if cur.fetchone():
+                        cur.execute(END, (enrollment_id,))
+                conn.commit()
+            done += len(ids)
+        seconds = time.perf_counter() - started
+    assert live() == 0, "enrollments left live"
+    return done / seconds
+
+
+def worker_path(include: str) -> list[float]:
+    from django.conf import settings
+
+    from bench.send_throughput import wait_ready
+    from journeys.tasks import schedule_due
+
+    journey, wait = setup_journey.cache  # type: ignore[attr-defined]
+    worker = c.start_worker("scheduler-worker", include=include)
+    rates = []
+    try:
+        wait_ready(worker)
+        for _ in range(c.RUNS):
+            make_due(journey, wait, setup_journey.contacts[:WORKER_N])  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            next_tick = started
+            while live():
+                if time.perf_counter() >= next_tick:
+                    schedule_due()  # what beat runs every SCHEDULER_INTERVAL_SECONDS
+                    next_tick += settings.SCHEDULER_INTERVAL_SECONDS
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker exited; see {c.LOG_DIR}")
+                if time.perf_counter() - started > 600:
+                    raise TimeoutError(f"{live()} enrollments still live after 600 s")
+                time.sleep(0.02)
+            rates.append(WORKER_N / (time.perf_counter() - started))
+    finally:
+        c.stop(worker)
+    return rates
+
+
+def main() -> None:
+    c.django_setup()
+    from django.conf import settings
+
+    batch = settings.SCHEDULER_BATCH_SIZE
+    c.header(
+        "3. Journey scheduler",
+        due_enrollments=N,
+        batch=f"SCHEDULER_BATCH_SIZE={batch}, beat every {settings.SCHEDULER_INTERVAL_SECONDS} s",
+        journey="wait (already over) -> exit",
+    )
+    with c.bench_services():
+        from messaging.models import Contact
+
+        Contact.objects.bulk_create(
+            [Contact(external_id=f"sched-{i}", phone=f"+14152{i:06d}") for i in range(N)],
+            batch_size=5000,
+        )
+        contacts = list(Contact.objects.order_by("id").values_list("id", flat=True))
+        journey, wait = setup_journey()
+        setup_journey.cache = (journey, wait)  # type: ignore[attr-defined]
+        setup_journey.contacts = contacts  # type: ignore[attr-defined]
+        engine_rates, bare_rates = [], []
+        for _ in range(c.RUNS):
+            make_due(journey, wait, contacts)
+            bare_rates.append(bare_sql(batch))
+            make_due(journey, wait, contacts)
+            engine_rates.append(in_process(batch))
+        c.report(
+            c.Figure(
+                "scheduler",
+                "claim + enrollment_advance, in-process",
+                "enrollments/s",
+                engine_rates,
+                f"bare SQL claim (SKIP LOCKED) + per-row lock/update, batch {batch}",
+                bare_rates,
+                goal=">= 0.3",
+            )
+        )
+        for variant, include in (("as configured", ""),):
+            rates = worker_path(include)
+            c.report(
+                c.Figure(
+                    "scheduler",
+                    f"beat schedule_due -> advance_enrollments on 1 worker "
+                    f"(threads -c 8), {variant}",
+                    "enrollments/s",
+                    rates,
+                    "bare SQL loop (above)",
+                    bare_rates,
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
