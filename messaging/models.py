@@ -213,6 +213,9 @@ class Message(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    delivery_tries = models.PositiveIntegerField(
+        default=0, help_text="Delivery task runs that found it queued (crash-loop guard)."
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)

@@ -560,8 +560,28 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
     status, channel = current
     if status != MessageStatus.QUEUED:
         return DeliveryOutcome(f"already {status}")
+    # Counted and committed before anything that could kill the worker: a message whose
+    # delivery keeps crashing its worker before the claim would otherwise be redelivered
+    # forever (acks_late + reject_on_worker_lost).
+    Message.objects.filter(pk=message_id).update(delivery_tries=F("delivery_tries") + 1)
+    tries = Message.objects.filter(pk=message_id).values_list("delivery_tries", flat=True)[0]
+    if tries > settings.MESSAGE_MAX_ATTEMPTS:
+        parked = Message.objects.select_related("contact").get(pk=message_id)
+        message_transition(
+            message=parked,
+            to=MessageStatus.FAILED,
+            fields={
+                "error_code": "crash_loop",
+                "error_message": f"its delivery stopped the worker {tries - 1} times before "
+                "the provider was called",
+            },
+            touchpoint_data={"reason": "delivery crashed its worker repeatedly", "tries": tries},
+        )
+        return DeliveryOutcome("failed")
     slot = reserve_send_slot(channel=channel, sender=get_provider(channel).sender)
     if not slot.granted:
+        # A hand-back is not a crash: don't let waiting for the sender count towards the guard.
+        Message.objects.filter(pk=message_id).update(delivery_tries=F("delivery_tries") - 1)
         return DeliveryOutcome("rate_limited", retry_in=slot.wait)
     if slot.wait > 0:
         time.sleep(slot.wait)
@@ -576,6 +596,17 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
             return DeliveryOutcome("missing")
         if message.status != MessageStatus.QUEUED:
             return DeliveryOutcome(f"already {message.status}")
+        wait = (
+            (message.next_attempt_at - timezone.now()).total_seconds()
+            if (message.next_attempt_at)
+            else 0
+        )
+        if wait > 1:
+            # A duplicate or redelivered task during a backoff or a hold: the provider asked
+            # us to wait (Retry-After), so the scheduled attempt (or the sweeper) sends it at
+            # its time; this task just ends.
+            Message.objects.filter(pk=message_id).update(delivery_tries=F("delivery_tries") - 1)
+            return DeliveryOutcome("not due")
         decision = policies.check_send(
             contact=message.contact,
             channel=message.channel,
@@ -704,16 +735,15 @@ def messages_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str
     # (a fresh message's task is normally on its way).
     stale_ids = list(
         Message.objects.filter(
-            status=MessageStatus.QUEUED, next_attempt_at__lte=now, queued_at__lt=now - lease
+            status=MessageStatus.QUEUED, next_attempt_at__lte=now, updated_at__lt=now - lease
         )
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
     if stale_ids:
-        # Renew the lease so the next sweep doesn't enqueue them again while they wait.
-        Message.objects.filter(pk__in=stale_ids, status=MessageStatus.QUEUED).update(
-            next_attempt_at=now + lease
-        )
+        # updated_at is the sweeper's lease (next_attempt_at is the provider's backoff, which
+        # delivery honours): the next sweep leaves them alone while their task runs.
+        Message.objects.filter(pk__in=stale_ids, status=MessageStatus.QUEUED).update(updated_at=now)
         for pk in stale_ids:
             enqueue_delivery(pk)
     timeout = timedelta(seconds=settings.MESSAGE_SENDING_TIMEOUT_SECONDS)

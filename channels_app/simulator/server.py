@@ -211,7 +211,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("simulator error on %s %s", self.command, self.path)
             reply = Reply.json(500, {"error": "simulator bug; see its log"})
-        self._write(reply)
+        try:
+            self._write(reply)
+        except OSError:
+            # The client went away mid-answer (a worker killed during the call). The provider
+            # has the message all the same, and still reports its status.
+            logger.info("client left before the answer to %s %s", self.command, self.path)
         logger.info(
             "%s %s -> %s (%.0f ms)",
             self.command,

@@ -27,6 +27,11 @@ def queue(contact, channel="sms", **kwargs):
     return message
 
 
+def backoff_over(message):
+    """Move past the retry time the provider asked for (as the scheduled task would)."""
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+
+
 def kinds(message):
     return list(
         Touchpoint.objects.filter(message=message)
@@ -167,6 +172,10 @@ def test_retry_then_success(simulator, status):
     assert message.next_attempt_at > timezone.now()
 
     simulator.configure(error_rate=0.0)
+    # A duplicate task before the backoff ends sends nothing (Retry-After honoured).
+    assert services.message_deliver(message_id=message.pk).result == "not due"
+    assert len(simulator.messages()) == 0
+    backoff_over(message)
     assert services.message_deliver(message_id=message.pk).result == "sent"
     message.refresh_from_db()
     assert message.status == MessageStatus.SENT and message.attempts == 2
@@ -181,6 +190,7 @@ def test_sendgrid_rate_limit_is_retried(simulator):
     simulator.configure(error_rate=1.0, error_status=429)
     assert services.message_deliver(message_id=message.pk).result == "retrying"
     simulator.configure(error_rate=0.0)
+    backoff_over(message)
     assert services.message_deliver(message_id=message.pk).result == "sent"
     assert len(simulator.messages()) == 1
 
@@ -190,6 +200,7 @@ def test_gives_up_after_max_attempts(simulator, settings):
     message = queue(ContactFactory())
     simulator.configure(error_rate=1.0, error_status=500)
     assert services.message_deliver(message_id=message.pk).result == "retrying"
+    backoff_over(message)
     assert services.message_deliver(message_id=message.pk).result == "failed"
     message.refresh_from_db()
     assert message.status == MessageStatus.FAILED
@@ -281,12 +292,12 @@ def test_sweeper_requeues_lost_tasks_and_parks_stuck_sends(simulator, settings):
     lost = queue(contact)
     stuck = queue(contact)
     long_ago = timezone.now() - timedelta(hours=1)
-    Message.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago, queued_at=long_ago)
+    Message.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago, updated_at=long_ago)
     Message.objects.filter(pk=stuck.pk).update(status="sending", sending_at=long_ago)
     fresh = queue(contact)  # its task is normally on its way: not swept yet
     held = queue(contact)
     Message.objects.filter(pk=held.pk).update(
-        queued_at=long_ago, next_attempt_at=timezone.now() + timedelta(hours=1)
+        updated_at=long_ago, next_attempt_at=timezone.now() + timedelta(hours=1)
     )
 
     result = services.messages_sweep()  # eager Celery: the re-queued task runs now
@@ -320,3 +331,14 @@ def test_content_variables_are_sent_as_a_json_string(simulator):
     services.message_deliver(message_id=queue(contact, "whatsapp", template=template).pk)
     raw = simulator.messages()[0]
     assert json.dumps(raw["content_variables"]) == '{"1": "x"}'
+
+
+def test_a_delivery_that_keeps_crashing_before_the_claim_is_parked(simulator, settings):
+    settings.MESSAGE_MAX_ATTEMPTS = 2
+    message = queue(ContactFactory())
+    # Six task runs that died before claiming (as a SIGKILLed worker leaves them).
+    Message.objects.filter(pk=message.pk).update(delivery_tries=6)
+    assert services.message_deliver(message_id=message.pk).result == "failed"
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == (MessageStatus.FAILED, "crash_loop")
+    assert simulator.messages() == []

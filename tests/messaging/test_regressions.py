@@ -119,6 +119,8 @@ def test_a_held_whatsapp_template_keeps_its_content_sid(simulator, settings):
         )
     assert message.status == "queued" and message.next_attempt_at.hour == 8
     assert message.content_sid == "HX" + "7" * 32
+    assert services.message_deliver(message_id=message.pk).result == "not due"  # still held
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())  # 08:00
     services.message_deliver(message_id=message.pk)
     assert simulator.messages()[-1]["content_sid"] == "HX" + "7" * 32  # outside the window
 

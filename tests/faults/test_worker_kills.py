@@ -1,0 +1,243 @@
+"""SIGKILL worker processes (prefork children, prefork parents, threads workers) again and again
+while N journey sends run: every message ends in exactly one final state, the provider gets
+each at most once, a send whose outcome the kill made ambiguous is settled by the provider's
+status callback or parked as `unknown` (never resent), and no enrollment loses its message."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+import requests
+
+from journeys.models import Enrollment, JourneyMessage
+from messaging.models import Contact, Message
+from messaging.services import message_create
+
+from .conftest import (
+    FAULTS_N,
+    IN_FLIGHT,
+    Background,
+    audit,
+    budget,
+    children_of,
+    db_state,
+    event_payload,
+    explain_unreconciled,
+    make_send_journey,
+    phone,
+    purge_broker,
+    scaled_timeout,
+    settled_by_callback,
+    summary,
+    touchline_env,
+    wait_for_callbacks,
+    wait_until,
+)
+
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(scaled_timeout(240, 0.5)),
+]
+
+BATCH = 100
+
+
+def test_sigkill_workers_during_journey_sends(live_server, settings, api_key, cluster, simulators):
+    n = FAULTS_N
+    settings.PUBLIC_BASE_URL = live_server.url
+    # Provider latency widens the window between the claim and the commit of `sent`, so kills
+    # land mid-call: those are the ambiguous sends.
+    sim = simulators(live_server.url, callbacks=True, latency_ms=120)
+    journey = make_send_journey()
+    purge_broker(settings.CELERY_BROKER_URL)
+    env = touchline_env(sim, public_base_url=live_server.url)
+    cluster.beat(env)
+    workers = [
+        cluster.worker(env, pool="prefork", concurrency=3),
+        cluster.worker(env, pool="threads", concurrency=4),
+    ]
+    cluster.wait_ready(*workers)
+
+    headers = {"Authorization": f"Api-Key {api_key}"}
+
+    def load() -> None:
+        # N contacts enter the journey through the events batch API, in batches, while the
+        # workers are being killed.
+        for start in range(0, n, BATCH):
+            events = [event_payload(i) for i in range(start, min(start + BATCH, n))]
+            response = requests.post(
+                f"{live_server.url}/api/v1/events/batch/",
+                json={"events": events},
+                headers=headers,
+                timeout=120,
+            )
+            assert response.status_code == 200, response.text[:2000]
+            statuses = {r["status"] for r in response.json()["results"]}
+            assert statuses == {202}, response.text[:2000]
+            time.sleep(0.2)
+
+    loader = Background(load, "event-loader")
+    loader.start()
+
+    def done() -> bool:
+        if loader.is_alive():
+            return False
+        live = Enrollment.objects.filter(journey=journey, state__in=Enrollment.LIVE_STATES)
+        return not live.exists() and not Message.objects.filter(status__in=IN_FLIGHT).exists()
+
+    # Kill something every 0.8–2 s until the load is through (and at least 8 times): a
+    # prefork child (its parent replaces it), a prefork parent alone (its children are
+    # orphaned), or a whole worker (parent and children at once; a threads worker is one
+    # process). A supervisor restarts dead workers, as systemd or Kubernetes would.
+    max_kills = max(8, n // 25)
+    kinds = {"child": 0, "parent": 0, "group": 0}
+
+    def supervise() -> None:
+        for pool, concurrency in (("prefork", 3), ("threads", 4)):
+            if not cluster.live_workers(pool):
+                cluster.worker(env, pool=pool, concurrency=concurrency)
+
+    deadline = time.monotonic() + budget(60, 0.2)
+    while cluster.kills < max_kills and time.monotonic() < deadline:
+        time.sleep(random.uniform(0.8, 2.0))
+        if cluster.kills >= 8 and done():
+            break
+        prefork = cluster.live_workers("prefork", ready=True)
+        threads = cluster.live_workers("threads", ready=True)
+        if prefork and (not threads or random.random() < 0.6):
+            victim = random.choice(prefork)
+            choice = random.choices(["child", "parent", "group"], weights=[2, 1, 1])[0]
+        elif threads:
+            victim, choice = random.choice(threads), "group"  # one process: all of it
+        else:
+            continue
+        if choice == "child":
+            kids = children_of(victim.pid)
+            if not kids:
+                continue
+            cluster.sigkill(random.choice(kids))
+        elif choice == "parent":
+            cluster.sigkill(victim.pid)  # its children live on as orphans
+            victim.popen.wait(timeout=10)
+        else:
+            cluster.sigkill_group(victim)
+        kinds[choice] += 1
+        supervise()
+    supervise()
+    loader.join_checked(timeout=budget(60, 0.1))
+
+    # Recovery: the scheduler re-claims enrollments whose task died, the sweeper re-queues
+    # lost `queued` messages and parks stale `sending` ones as `unknown`.
+    wait_until(
+        done,
+        timeout=budget(90, 0.2),
+        what="every enrollment to finish its send",
+        state=lambda: db_state(journey),
+    )
+    # Status callbacks of everything the provider accepted settle.
+    unsettled = wait_for_callbacks(sim, timeout=30)
+
+    enrollments = Enrollment.objects.filter(journey=journey)
+    assert enrollments.count() == n
+    by_state = {state: enrollments.filter(state=state).count() for state in ("completed", "failed")}
+    messages = Message.objects.filter(journey_link__journey=journey)
+    result = audit(sim)
+    linked = JourneyMessage.objects.filter(journey=journey)
+    lost = n - linked.values("enrollment").distinct().count() + result.in_flight
+    ids = list(result.messages)
+    unknown = result.statuses["unknown"]
+    summary(
+        "worker_kills",
+        sent=result.sent,
+        duplicates=result.duplicates,
+        lost=lost,
+        unknown=unknown,
+        kills=cluster.kills,
+        child_kills=kinds["child"],
+        parent_kills=kinds["parent"],
+        group_kills=kinds["group"],
+        settled_by_callback=settled_by_callback(ids),
+        unreconciled=len(result.unreconciled()),
+        failed=result.statuses["failed"],
+        enrollments=n,
+    )
+    assert by_state == {"completed": n, "failed": 0}, by_state
+    assert messages.count() == n, "one message per enrollment"
+    assert linked.count() == n and linked.values("enrollment").distinct().count() == n
+    assert result.problems() == []
+    assert result.duplicates == 0
+    assert lost == 0
+    assert result.sent + unknown == n, result.statuses
+    for message in messages.filter(status="unknown"):
+        assert "status callback" in message.error_message, message.error_message
+    # A send the kill made ambiguous but the provider did accept is settled by its status
+    # callback, never left `unknown` (and never resent).
+    unreconciled = result.unreconciled()
+    assert unreconciled == [], (
+        f"{len(unreconciled)} accepted messages left unknown; the provider never called back "
+        f"for {len(unsettled)}:\n{explain_unreconciled(sim, unreconciled)}"
+    )
+
+
+def test_kill_mid_provider_call_is_settled_by_the_status_callback(
+    live_server, settings, cluster, simulators
+):
+    """Deterministic version of the ambiguous case: every worker process dies while the
+    provider holds its requests (3 s of latency). The provider accepted them all, so their
+    status callbacks (carrying our id) settle them as delivered; none is sent again."""
+    count = 6
+    settings.PUBLIC_BASE_URL = live_server.url
+    sim = simulators(live_server.url, callbacks=True, latency_ms=3000)
+    purge_broker(settings.CELERY_BROKER_URL)
+    env = touchline_env(sim, public_base_url=live_server.url)
+    cluster.beat(env)
+    worker = cluster.worker(env, pool="prefork", concurrency=count)
+    cluster.wait_ready(worker)
+    ids = []
+    for i in range(count):
+        contact = Contact.objects.create(external_id=f"mid-{i}", phone=phone(i), first_name="M")
+        message, _ = message_create(contact=contact, channel="sms", body=f"Mid-call {i}")
+        ids.append(str(message.pk))
+    wait_until(
+        lambda: Message.objects.filter(pk__in=ids, status="sending").count() == count,
+        timeout=30,
+        what="every message to be claimed and in its provider call",
+    )
+    time.sleep(1.5)  # the requests are in the provider's hands
+    for child in children_of(worker.pid):
+        cluster.sigkill(child)
+    # The parent replaces its children and gets the tasks back (reject_on_worker_lost): they
+    # find their messages `sending` and leave them alone; the sweeper parks any still
+    # `sending` after 5 s as `unknown`; the callbacks settle them.
+    wait_for_callbacks(sim, timeout=20)
+    wait_until(
+        lambda: not Message.objects.filter(pk__in=ids, status__in=IN_FLIGHT).exists(),
+        timeout=30,
+        what="the killed sends to leave `sending`",
+        state=lambda: db_state(),
+    )
+    time.sleep(1)
+    result = audit(sim, Message.objects.filter(pk__in=ids))
+    summary(
+        "kill_mid_provider_call",
+        sent=result.sent,
+        duplicates=result.duplicates,
+        lost=result.in_flight,
+        unknown=result.statuses["unknown"],
+        kills=cluster.kills,
+        provider_accepted=len(result.requests),
+        settled_by_callback=settled_by_callback(ids),
+        unreconciled=len(result.unreconciled()),
+    )
+    assert len(result.requests) == count, "the provider got every request exactly once"
+    assert result.problems() == []
+    unreconciled = result.unreconciled()
+    assert unreconciled == [], (
+        f"{len(unreconciled)} of {count} accepted messages left unknown: the provider never "
+        f"called back\n{explain_unreconciled(sim, unreconciled)}"
+    )
+    assert result.statuses["delivered"] == count, result.statuses
