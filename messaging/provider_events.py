@@ -108,6 +108,27 @@ def tracking_events_apply(*, events: list[TrackingEvent]) -> dict[str, int]:
     return counts
 
 
+_CONSENT_FOR_EVENT = {
+    EventType.COMPLAINED: ConsentStatus.UNSUBSCRIBED,
+    EventType.UNSUBSCRIBED: ConsentStatus.UNSUBSCRIBED,
+    EventType.SUBSCRIBED: ConsentStatus.SUBSCRIBED,
+}
+
+
+def _event_touchpoint(message: Message, event: TrackingEvent, kind: str, when, data: dict) -> None:
+    """A provider event on the timeline, once per provider event id."""
+    touchpoint_record(
+        contact_id=message.contact_id,
+        kind=kind,
+        direction=Direction.INBOUND,
+        channel=message.channel,
+        message_id=message.pk,
+        occurred_at=when,
+        data=data,
+        dedupe_key=f"evt:{event.provider}:{event.event_id}"[:200],
+    )
+
+
 def _apply_one(message: Message, event: TrackingEvent) -> bool:
     data = {"provider_status": event.provider_status, "provider_event_id": event.event_id}
     if event.reason:
@@ -141,16 +162,7 @@ def _apply_one(message: Message, event: TrackingEvent) -> bool:
             )
             if not moved and event.event_type == EventType.BOUNCED:
                 # A bounce after "delivered" changes no status but belongs on the timeline.
-                touchpoint_record(
-                    contact_id=message.contact_id,
-                    kind=TouchpointKind.BOUNCED,
-                    direction=Direction.INBOUND,
-                    channel=message.channel,
-                    message_id=message.pk,
-                    occurred_at=when,
-                    data=data,
-                    dedupe_key=f"evt:{event.provider}:{event.event_id}"[:200],
-                )
+                _event_touchpoint(message, event, TouchpointKind.BOUNCED, when, data)
             _after_failure(message, event)
             return moved
         kind = _TOUCHPOINT_ONLY.get(event.event_type)
@@ -158,31 +170,13 @@ def _apply_one(message: Message, event: TrackingEvent) -> bool:
             return False
         if event.url:
             data["url"] = event.url[:2000]
-        touchpoint_record(
-            contact_id=message.contact_id,
-            kind=kind,
-            direction=Direction.INBOUND,
-            channel=message.channel,
-            message_id=message.pk,
-            occurred_at=when,
-            data=data,
-            dedupe_key=f"evt:{event.provider}:{event.event_id}"[:200],
-        )
-        if event.event_type in (EventType.COMPLAINED, EventType.UNSUBSCRIBED):
+        _event_touchpoint(message, event, kind, when, data)
+        consent = _CONSENT_FOR_EVENT.get(event.event_type)
+        if consent is not None:
             consent_set(
                 contact=message.contact,
                 channel=message.channel,
-                status=ConsentStatus.UNSUBSCRIBED,
-                source=ConsentSource.PROVIDER,
-                message=message,
-                note=f"{event.provider} {event.provider_status or event.event_type}",
-                occurred_at=event.timestamp,
-            )
-        elif event.event_type == EventType.SUBSCRIBED:
-            consent_set(
-                contact=message.contact,
-                channel=message.channel,
-                status=ConsentStatus.SUBSCRIBED,
+                status=consent,
                 source=ConsentSource.PROVIDER,
                 message=message,
                 note=f"{event.provider} {event.provider_status or event.event_type}",
