@@ -89,7 +89,7 @@ def target_ingest():
 def target_timeline():
     from django.utils import timezone
 
-    from messaging.api.touchpoints import TouchpointOutput
+    from messaging.api.touchpoints import TIMELINE_COLUMNS, timeline_rows
     from messaging.models import Contact, Touchpoint
     from messaging.selectors import contact_timeline
 
@@ -111,8 +111,8 @@ def target_timeline():
     )
 
     def page():
-        rows = list(contact_timeline(contact=contact).select_related("contact")[:51])
-        return TouchpointOutput(rows[:50], many=True).data
+        rows = list(contact_timeline(contact_id=contact.pk).values(*TIMELINE_COLUMNS)[:51])
+        return timeline_rows(rows[:50], contact.external_id)
 
     return page
 

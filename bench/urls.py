@@ -3,7 +3,8 @@
 - `POST /bench/bare/`: a bare DRF view (no authentication, permission or throttle) that parses
   the JSON body and answers 202: the baseline of the event-ingest benchmark.
 - `POST /bench/auth-noop/`: the same behind the product's API-key authentication, scope check
-  and throttle, to tell their cost from the ingest work.
+  and throttle, to tell their cost from the ingest work; `GET` on it answers an empty 200
+  behind the same checks: the fixed cost of any API read (the timeline benchmark's floor).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class BareAccepted(APIView):
 
 
 class AuthenticatedAccepted(APIView):
-    required_scopes = {"POST": "events:write"}
+    required_scopes = {"POST": "events:write", "GET": "touchpoints:read"}
+
+    def get(self, request: Request) -> Response:
+        return Response({})
 
     def post(self, request: Request) -> Response:
         return Response({"accepted": len(request.data)}, status=202)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -27,6 +27,43 @@ class TouchpointOutput(serializers.ModelSerializer):
         return {"id": tp.contact_id, "external_id": tp.contact.external_id}
 
 
+# The timeline is the hottest read: a contact's page is built from `values()` rows and
+# serialised by hand, field for field what TouchpointOutput gives (tests hold the two equal).
+# Building model instances and running ModelSerializer was 94 % of its time.
+TIMELINE_COLUMNS = (
+    "id",
+    "contact_id",
+    "kind",
+    "channel",
+    "direction",
+    "message_id",
+    "occurred_at",
+    "data",
+)
+
+
+def _timestamp(value) -> str:
+    """As DRF's DateTimeField renders an aware UTC datetime (TIME_ZONE is UTC)."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def timeline_rows(rows: list[dict], external_id: str) -> list[dict]:
+    return [
+        {
+            "id": row["id"],
+            "contact": {"id": row["contact_id"], "external_id": external_id},
+            "kind": row["kind"],
+            "channel": row["channel"],
+            "direction": row["direction"],
+            "message": row["message_id"],
+            "occurred_at": _timestamp(row["occurred_at"]),
+            "data": row["data"],
+        }
+        for row in rows
+    ]
+
+
 PAGING = [OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)]
 
 
@@ -43,14 +80,18 @@ class ContactTouchpointsView(APIView):
         summary="A contact's touchpoint timeline, newest first",
     )
     def get(self, request: Request, external_id: str) -> Response:
-        contact = get_object_or_404(Contact, external_id=external_id)
         channel = choice_param(request, "channel", list(Channel.values))
+        contact_id = (
+            Contact.objects.filter(external_id=external_id).values_list("id", flat=True).first()
+        )
+        if contact_id is None:
+            raise Http404("No contact has this external_id.")
         qs = selectors.contact_timeline(
-            contact=contact, channel=channel, kind=request.query_params.get("kind", "")
-        ).select_related("contact")
+            contact_id=contact_id, channel=channel, kind=request.query_params.get("kind", "")
+        ).values(*TIMELINE_COLUMNS)
         paginator = TimelinePagination()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(TouchpointOutput(page, many=True).data)
+        return paginator.get_paginated_response(timeline_rows(page, external_id))
 
 
 class TouchpointListView(APIView):

@@ -224,3 +224,65 @@ def test_timeline_is_newest_first_with_cursor_pagination(api, simulator):
     assert Touchpoint.objects.count() == 7
     assert api.get("/api/v1/contacts/t-1/touchpoints/?channel=fax").status_code == 400
     assert api.get("/api/v1/contacts/none/touchpoints/").status_code == 404
+    ContactFactory(external_id="quiet")
+    empty = api.get("/api/v1/contacts/quiet/touchpoints/")
+    assert empty.status_code == 200 and empty.json()["results"] == []
+
+
+def test_timeline_page_is_what_the_touchpoint_serializer_gives(api, simulator):
+    """The timeline's hand-written row serialiser and TouchpointOutput agree field for field,
+    for rows with and without a message, a channel, microseconds and nested data."""
+    import datetime as dt
+    import json
+
+    from rest_framework.renderers import JSONRenderer
+
+    from messaging.api.touchpoints import TouchpointOutput
+    from messaging.services import touchpoint_record
+
+    contact = ContactFactory(external_id="t-shape", phone="+14155550100")
+    message = Message.objects.create(
+        contact=contact,
+        channel="sms",
+        direction="outbound",
+        to_address="+14155550100",
+        body="hi",
+        status="sent",
+    )
+    when = dt.datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=dt.UTC)
+    touchpoint_record(
+        contact_id=contact.pk,
+        kind="sent",
+        direction="outbound",
+        channel="sms",
+        message_id=message.pk,
+        occurred_at=when,
+        data={"provider_id": "SM1", "nested": {"list": [1, "two", None]}},
+    )
+    touchpoint_record(contact_id=contact.pk, kind="event", occurred_at=when.replace(microsecond=0))
+    served = api.get("/api/v1/contacts/t-shape/touchpoints/").json()["results"]
+    rows = Touchpoint.objects.filter(contact=contact).order_by("-occurred_at", "-id")
+    expected = json.loads(JSONRenderer().render(TouchpointOutput(rows, many=True).data))
+    assert served == expected
+    assert served[0]["message"] == str(message.pk) and served[0]["occurred_at"].endswith("Z")
+
+
+def test_timeline_page_reads_the_contact_id_then_one_page(api, simulator):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from messaging.services import touchpoint_record
+
+    contact = ContactFactory(external_id="t-q")
+    for i in range(60):
+        touchpoint_record(contact_id=contact.pk, kind="event", data={"n": i})
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get("/api/v1/contacts/t-q/touchpoints/")
+    assert len(response.json()["results"]) == 50
+    page_queries = [q["sql"] for q in queries if "messaging_touchpoint" in q["sql"]]
+    contact_reads = [q["sql"] for q in queries if 'FROM "messaging_contact"' in q["sql"]]
+    # One page query by the contact's id (no join: see selectors.contact_timeline), and the
+    # contact read is its id alone, not the whole row.
+    assert len(page_queries) == 1 and "JOIN" not in page_queries[0]
+    assert len(contact_reads) == 1
+    assert contact_reads[0].split(" FROM ")[0] == 'SELECT "messaging_contact"."id" AS "id"'
