@@ -14,13 +14,12 @@ ADVANCE_TASK_OPTIONS = {
     "time_limit": 300,
     "soft_time_limit": 240,
 }
-CHUNK = 50
+CHUNK = engine.ADVANCE_BATCH  # ids per advance_enrollments task: one transaction
 
 
 @shared_task(name="journeys.advance_enrollments", **ADVANCE_TASK_OPTIONS)
 def advance_enrollments(enrollment_ids: list[int]) -> int:
-    for enrollment_id in enrollment_ids:
-        engine.enrollment_advance(enrollment_id=enrollment_id)
+    engine.enrollments_advance(enrollment_ids=enrollment_ids)
     return len(enrollment_ids)
 
 
