@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from journeys import engine
+from journeys import engine, tasks
 from journeys.models import Enrollment, Event, Journey, Step, StepVisit
 from journeys.services import enrollment_start, event_ingest
 from messaging.models import Touchpoint
@@ -311,6 +311,40 @@ def test_an_enrollment_ended_earlier_in_the_same_batch_is_not_advanced(simulator
     converting.refresh_from_db()
     assert converting.state == "converted"
     assert not Touchpoint.objects.filter(kind="journey_exited").exists()
+
+
+@pytest.fixture
+def no_chain():
+    from django.core.cache import cache
+
+    cache.delete(tasks.CHAIN_KEY)
+    yield cache
+    cache.delete(tasks.CHAIN_KEY)
+
+
+def test_a_backlog_past_one_calls_bound_is_claimed_again_when_its_last_task_ran(settings, no_chain):
+    """schedule_due claims at most 10 batches; the last task it queued (eager here) claims
+    the rest at once instead of waiting for the next beat, then the chain lets go."""
+    settings.SCHEDULER_BATCH_SIZE = 2
+    journey = _wait_then_exit_journey()
+    ids = [e.pk for e in _enroll(journey, 25)]
+
+    assert tasks.schedule_due() == 20  # this call's own claims; its chain took the other 5
+
+    assert Enrollment.objects.filter(pk__in=ids, state="exited").count() == 25
+    assert no_chain.get(tasks.CHAIN_KEY) is None
+
+
+def test_only_one_chain_claims_ahead_of_the_beat(settings, no_chain):
+    settings.SCHEDULER_BATCH_SIZE = 2
+    no_chain.set(tasks.CHAIN_KEY, 1)  # another worker's chain is running
+    journey = _wait_then_exit_journey()
+    ids = [e.pk for e in _enroll(journey, 25)]
+
+    assert tasks.schedule_due() == 20
+
+    assert Enrollment.objects.filter(pk__in=ids, state="exited").count() == 20
+    assert no_chain.get(tasks.CHAIN_KEY) == 1
 
 
 def test_queries_per_advanced_enrollment_are_bounded(django_assert_max_num_queries, simulator):
