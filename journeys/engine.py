@@ -3,8 +3,9 @@
 Each step kind has a handler that returns what happens next: go on (to a step key or the
 following step), wait (until a time and/or an event), or end. Per-step working state lives in
 `enrollment.context["step"]`, step outputs in `context["steps"][key]`, so a re-run after a
-crash or a wake-up continues where it was. The row lock taken in `enrollment_advance` makes
-advancing the same enrollment twice at once impossible.
+crash or a wake-up continues where it was. The row lock taken in `enrollment_advance` (one
+enrollment) and `enrollments_advance` (a batch, what the scheduler runs) makes advancing the
+same enrollment twice at once impossible.
 """
 
 from __future__ import annotations
