@@ -1,7 +1,7 @@
 """Profile the product's hot paths in-process with pyinstrument (a dev-only tool:
 `pip install pyinstrument==5.1.1`), on the benchmark database and Redis db.
 
-    python -m bench.profile deliver|advance|ingest|timeline [--html out.html]
+    python -m bench.profile deliver|advance|advance_batch|ingest|timeline [--html out.html]
 
 Each target builds a small data set, warms up, then profiles a loop of the real service
 calls and prints pyinstrument's call tree and the queries per call.
@@ -56,6 +56,29 @@ def target_advance():
     for _ in range(20):
         enrollment_advance(enrollment_id=next(ids))
     return lambda: enrollment_advance(enrollment_id=next(ids))
+
+
+def target_advance_batch():
+    """What advance_enrollments runs: enrollments_advance on ADVANCE_BATCH ids per call."""
+    from bench.scheduler import make_due, setup_journey
+    from journeys.engine import ADVANCE_BATCH, enrollments_advance
+    from journeys.models import Enrollment
+    from messaging.models import Contact
+
+    n = (LOOPS + 2) * ADVANCE_BATCH
+    Contact.objects.bulk_create([Contact(external_id=f"p-{i}") for i in range(n)], batch_size=5000)
+    journey, wait = setup_journey()
+    make_due(journey, wait, list(Contact.objects.values_list("id", flat=True)))
+    ids = list(Enrollment.objects.order_by("id").values_list("id", flat=True))
+    batches = iter([ids[i : i + ADVANCE_BATCH] for i in range(0, n, ADVANCE_BATCH)])
+    for _ in range(2):
+        enrollments_advance(enrollment_ids=next(batches))
+
+    def call():
+        enrollments_advance(enrollment_ids=next(batches))
+
+    call.per_call = ADVANCE_BATCH  # type: ignore[attr-defined]
+    return call
 
 
 def target_ingest():
@@ -119,7 +142,9 @@ def target_timeline():
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("target", choices=["deliver", "advance", "ingest", "timeline"])
+    parser.add_argument(
+        "target", choices=["deliver", "advance", "advance_batch", "ingest", "timeline"]
+    )
     parser.add_argument("--html", default="")
     args = parser.parse_args()
     c.django_setup()
@@ -134,9 +159,10 @@ def main() -> None:
             profiler.start()
             seconds, _ = c.timed(lambda: [call() for _ in range(LOOPS)])
             profiler.stop()
+        per = getattr(call, "per_call", 1)  # items (enrollments) handled per call
         print(
-            f"{args.target}: {seconds / LOOPS * 1000:.2f} ms per call under the profiler, "
-            f"{counter.count / LOOPS:.1f} queries per call"
+            f"{args.target}: {seconds / LOOPS / per * 1000:.2f} ms per item under the "
+            f"profiler, {counter.count / LOOPS / per:.2f} queries per item ({per} per call)"
         )
         print(profiler.output_text(unicode=False, color=False))
         if args.html:

@@ -3,8 +3,9 @@
 Each step kind has a handler that returns what happens next: go on (to a step key or the
 following step), wait (until a time and/or an event), or end. Per-step working state lives in
 `enrollment.context["step"]`, step outputs in `context["steps"][key]`, so a re-run after a
-crash or a wake-up continues where it was. The row lock taken in `enrollment_advance` makes
-advancing the same enrollment twice at once impossible.
+crash or a wake-up continues where it was. The row lock taken in `enrollment_advance` (one
+enrollment) and `enrollments_advance` (a batch, what the scheduler runs) makes advancing the
+same enrollment twice at once impossible.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from channels_app.channels import Channel
 from messaging import policies
 from messaging.conversations import contact_in_open_conversation
-from messaging.models import Message, Template
+from messaging.models import Message, Template, Touchpoint
 from messaging.rendering import contact_context
-from messaging.services import MessageRequestError, message_create
+from messaging.services import MessageRequestError, message_create, touchpoints_write
 
 from . import services, signals
 from .conditions import first_match
-from .models import Enrollment, JourneyMessage, Step, StepVisit, SurveyResponse
+from .models import Enrollment, Journey, JourneyMessage, Step, StepVisit, SurveyResponse
 from .surveys import nps_category, parse_choice, parse_nps
 
 logger = logging.getLogger(__name__)
@@ -55,11 +57,72 @@ class End:
     reason: str = ""
 
 
+SAVED_FIELDS = [
+    "state",
+    "current_step",
+    "next_run_at",
+    "waiting_for",
+    "wait_until",
+    "wake_event",
+    "context",
+    "updated_at",
+]
+
+
+def _update_rows(enrollments: list[Enrollment], names: list[str]) -> None:
+    """One `UPDATE ... FROM (VALUES ...)` for these rows and fields. (QuerySet.bulk_update
+    builds a CASE per field and row: 3 ms of Python per enrollment, more than the engine.)"""
+    fields = [Enrollment._meta.pk] + [Enrollment._meta.get_field(name) for name in names]
+    row = "(" + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields) + ")"
+    columns = [connection.ops.quote_name(f.column) for f in fields]
+    sql = (
+        "UPDATE {table} AS t SET {sets} FROM (VALUES {rows}) AS v ({columns}) WHERE t.{pk} = v.{pk}"
+    )
+    sql = sql.format(
+        table=connection.ops.quote_name(Enrollment._meta.db_table),
+        sets=", ".join(f"{c} = v.{c}" for c in columns[1:]),
+        rows=", ".join([row] * len(enrollments)),
+        columns=", ".join(columns),
+        pk=columns[0],
+    )
+    params = [
+        f.get_db_prep_save(getattr(enrollment, f.attname), connection)
+        for enrollment in enrollments
+        for f in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@dataclass
+class Deferred:
+    """Rows an advance of several enrollments writes in one statement each, later in their
+    shared transaction: the enrollments' own rows (all of their ENDED_FIELDS, which include
+    SAVED_FIELDS: the rows are locked and were read in this transaction), the engine's
+    touchpoints and step visits."""
+
+    enrollments: list[Enrollment] = field(default_factory=list)
+    touchpoints: list[Touchpoint] = field(default_factory=list)
+    visits: list[StepVisit] = field(default_factory=list)
+
+    def write(self) -> None:
+        if self.enrollments:
+            updated_at = timezone.now()  # bulk_update does not run auto_now
+            for enrollment in self.enrollments:
+                enrollment.updated_at = updated_at
+            _update_rows(self.enrollments, services.ENDED_FIELDS)
+        touchpoints_write(self.touchpoints)
+        if self.visits:
+            StepVisit.objects.bulk_create(self.visits)
+        self.enrollments, self.touchpoints, self.visits = [], [], []
+
+
 @dataclass
 class Run:
     enrollment: Enrollment
     steps: list[Step]
     now: dt.datetime
+    deferred: Deferred | None = None
     by_key: dict[str, Step] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,7 +154,26 @@ class Run:
             dedupe=dedupe,
             occurred_at=self.now,
             channel=data.get("channel", ""),
+            defer_to=self.deferred.touchpoints if self.deferred else None,
         )
+
+    def end(self, state: str, reason: str = "") -> None:
+        services.enrollment_end(
+            self.enrollment,
+            state=state,
+            reason=reason,
+            now=self.now,
+            defer_to=self.deferred.touchpoints if self.deferred else None,
+            save=self.deferred is None,
+        )
+        if self.deferred:
+            self.deferred.enrollments.append(self.enrollment)
+
+    def save(self) -> None:
+        if self.deferred:
+            self.deferred.enrollments.append(self.enrollment)
+        else:
+            self.enrollment.save(update_fields=SAVED_FIELDS)
 
 
 def _parse_time(value: str | None) -> dt.datetime | None:
@@ -433,7 +515,11 @@ HANDLERS = {
 def _enter(run: Run, step: Step) -> dict[str, Any]:
     state = {"key": step.key, "started_at": run.now.isoformat()}
     run.enrollment.context["step"] = state
-    StepVisit.objects.create(enrollment=run.enrollment, step=step, entered_at=run.now)
+    visit = StepVisit(enrollment=run.enrollment, step=step, entered_at=run.now)
+    if run.deferred:
+        run.deferred.visits.append(visit)
+    else:
+        visit.save(force_insert=True)
     run.touch(f"step_{step.kind}", step, dedupe=f"{step.pk}:entered")
     return state
 
@@ -450,27 +536,12 @@ def _next_step(run: Run, step: Step, result: Continue) -> Step | None:
     return run.steps[index + 1] if index + 1 < len(run.steps) else None
 
 
-def _save(enrollment: Enrollment) -> None:
-    enrollment.save(
-        update_fields=[
-            "state",
-            "current_step",
-            "next_run_at",
-            "waiting_for",
-            "wait_until",
-            "wake_event",
-            "context",
-            "updated_at",
-        ]
-    )
-
-
 def _run(run: Run) -> str:
     enrollment = run.enrollment
     for _ in range(MAX_STEPS_PER_ADVANCE):
         step = enrollment.current_step
         if step is None:
-            services.enrollment_end(enrollment, state=Enrollment.State.COMPLETED, now=run.now)
+            run.end(Enrollment.State.COMPLETED)
             return "completed"
         state = enrollment.context.get("step") or {}
         if state.get("key") != step.key:
@@ -482,12 +553,10 @@ def _run(run: Run) -> str:
             enrollment.next_run_at = result.until
             enrollment.wait_until = result.until
             enrollment.waiting_for = result.waiting_for
-            _save(enrollment)
+            run.save()
             return "waiting"
         if isinstance(result, End):
-            services.enrollment_end(
-                enrollment, state=result.state, reason=result.reason, now=run.now
-            )
+            run.end(result.state, result.reason)
             return result.state
         next_step = _next_step(run, step, result)
         enrollment.current_step = next_step
@@ -537,8 +606,23 @@ def _held(enrollment: Enrollment, now: dt.datetime) -> str:
     return ""
 
 
+def _wait_not_over(enrollment: Enrollment, now: dt.datetime) -> bool:
+    """Woken early (a duplicate task or a stale claim): back to sleep until its time."""
+    if (
+        enrollment.state == Enrollment.State.WAITING
+        and enrollment.wake_event_id is None
+        and enrollment.wait_until is not None
+        and enrollment.wait_until > now
+    ):
+        enrollment.next_run_at = enrollment.wait_until
+        enrollment.save(update_fields=["next_run_at", "updated_at"])
+        return True
+    return False
+
+
 def enrollment_advance(*, enrollment_id: int, now: dt.datetime | None = None) -> str:
-    """Run one enrollment until it waits or ends. A locked (busy) or finished one is skipped."""
+    """Run one enrollment until it waits or ends, in its own transaction; an error marks it
+    failed. A locked (busy) or finished one is skipped."""
     now = now or timezone.now()
     with transaction.atomic():
         enrollment = (
@@ -549,21 +633,12 @@ def enrollment_advance(*, enrollment_id: int, now: dt.datetime | None = None) ->
         )
         if enrollment is None:
             return "skipped"
-        if (
-            enrollment.state == Enrollment.State.WAITING
-            and enrollment.wake_event_id is None
-            and enrollment.wait_until is not None
-            and enrollment.wait_until > now
-        ):
-            # Woken early (a duplicate task or a stale claim): keep waiting, nothing to do.
-            enrollment.next_run_at = enrollment.wait_until
-            enrollment.save(update_fields=["next_run_at", "updated_at"])
+        if _wait_not_over(enrollment, now):
             return "waiting"
         held = _held(enrollment, now)
         if held:
             return held
-        steps = list(enrollment.journey.steps.all())
-        run = Run(enrollment=enrollment, steps=steps, now=now)
+        run = Run(enrollment=enrollment, steps=list(enrollment.journey.steps.all()), now=now)
         try:
             with transaction.atomic():
                 return _run(run)
@@ -574,6 +649,96 @@ def enrollment_advance(*, enrollment_id: int, now: dt.datetime | None = None) ->
                 enrollment, state=Enrollment.State.FAILED, reason=f"{exc}"[:255], now=now
             )
             return "failed"
+
+
+ADVANCE_BATCH = 50  # enrollments per transaction (and per advance_enrollments task)
+CONTACT_STEP_KINDS = {Step.Kind.SEND, Step.Kind.SURVEY, Step.Kind.BRANCH}
+
+
+def _reads_contact(steps: list[Step]) -> bool:
+    return any(
+        s.kind in CONTACT_STEP_KINDS or (s.kind == Step.Kind.WAIT and s.config.get("until_time"))
+        for s in steps
+    )
+
+
+def enrollments_advance(
+    *, enrollment_ids: list[int], now: dt.datetime | None = None
+) -> dict[int, str]:
+    """Advance several enrollments (each as enrollment_advance would) in one transaction:
+    one SKIP LOCKED query locks them, each journey's steps are read once, the engine's
+    touchpoints and step visits are written in one statement each (ADVANCE_BATCH ids per
+    transaction). If any of them raises, that transaction is rolled back and each of its
+    enrollments is advanced in its own (enrollment_advance), so the error fails only its
+    own enrollment. Returns the outcome per id."""
+    now = now or timezone.now()
+    results: dict[int, str] = {}
+    for start in range(0, len(enrollment_ids), ADVANCE_BATCH):
+        ids = enrollment_ids[start : start + ADVANCE_BATCH]
+        try:
+            with transaction.atomic():
+                results.update(_advance_together(ids, now))
+        except Exception:
+            logger.warning(
+                "Advancing %d enrollments together failed; advancing them one by one",
+                len(ids),
+                exc_info=True,
+            )
+            results.update({pk: enrollment_advance(enrollment_id=pk, now=now) for pk in ids})
+    return results
+
+
+def _advance_together(enrollment_ids: list[int], now: dt.datetime) -> dict[int, str]:
+    results = dict.fromkeys(enrollment_ids, "skipped")
+    live = Enrollment.objects.filter(state__in=Enrollment.LIVE_STATES)
+    enrollments = list(
+        live.select_for_update(skip_locked=True).filter(pk__in=enrollment_ids).order_by("pk")
+    )
+    if not enrollments:
+        return results
+    journeys = Journey.objects.prefetch_related("steps").in_bulk(
+        {e.journey_id for e in enrollments}
+    )
+    steps_of = {pk: list(journey.steps.all()) for pk, journey in journeys.items()}
+    step_by_id = {step.pk: step for steps in steps_of.values() for step in steps}
+
+    def attach(enrollment: Enrollment) -> None:
+        enrollment.journey = journeys[enrollment.journey_id]
+        if enrollment.current_step_id in step_by_id:
+            enrollment.current_step = step_by_id[enrollment.current_step_id]
+
+    for enrollment in enrollments:
+        attach(enrollment)
+    prefetch_related_objects(
+        [e for e in enrollments if _reads_contact(steps_of[e.journey_id])], "contact"
+    )
+    prefetch_related_objects([e for e in enrollments if e.wake_event_id], "wake_event")
+
+    deferred = Deferred()
+    contacts_seen: set[int] = set()
+    for enrollment in enrollments:
+        if enrollment.contact_id in contacts_seen:
+            # An earlier run in this transaction may have ended or woken this one (a survey
+            # answer is an event for the same contact, and events read and write the
+            # contact's enrollments): write what is deferred, read this one again (it is
+            # locked by us).
+            deferred.write()
+            enrollment = live.filter(pk=enrollment.pk).first()
+            if enrollment is None:
+                continue
+            attach(enrollment)
+        contacts_seen.add(enrollment.contact_id)
+        if _wait_not_over(enrollment, now):
+            results[enrollment.pk] = "waiting"
+            continue
+        held = _held(enrollment, now)
+        if held:
+            results[enrollment.pk] = held
+            continue
+        run = Run(enrollment, steps_of[enrollment.journey_id], now, deferred)
+        results[enrollment.pk] = _run(run)
+    deferred.write()
+    return results
 
 
 def enrollments_claim_due(
@@ -600,6 +765,5 @@ def run_due(*, now: dt.datetime | None = None, limit: int = 1000) -> int:
     """Claim and advance everything due, inline (tests, demos, the dry-run clock)."""
     now = now or timezone.now()
     ids = enrollments_claim_due(now=now, limit=limit, lease_seconds=60)
-    for enrollment_id in ids:
-        enrollment_advance(enrollment_id=enrollment_id, now=now)
+    enrollments_advance(enrollment_ids=ids, now=now)
     return len(ids)

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from messaging.models import Contact, Direction
+from messaging.models import Contact, Direction, Touchpoint
 from messaging.services import idempotent_replay, touchpoint_record
 
 from . import signals
@@ -28,8 +28,10 @@ def journey_touchpoint(
     dedupe: str | None = None,
     occurred_at: dt.datetime | None = None,
     channel: str = "",
+    defer_to: list[Touchpoint] | None = None,
 ) -> None:
-    """A journey's entry on the contact's timeline, naming the journey and enrollment."""
+    """A journey's entry on the contact's timeline, naming the journey and enrollment
+    (appended to `defer_to` instead of written when given: see touchpoint_record)."""
     touchpoint_record(
         contact_id=enrollment.contact_id,
         kind=kind,
@@ -43,13 +45,36 @@ def journey_touchpoint(
             **(data or {}),
         },
         dedupe_key=f"enr:{enrollment.pk}:{dedupe}" if dedupe else None,
+        defer_to=defer_to,
     )
 
 
+ENDED_FIELDS = [
+    "state",
+    "exit_reason",
+    "ended_at",
+    "next_run_at",
+    "waiting_for",
+    "wait_until",
+    "updated_at",
+    "current_step",
+    "context",
+    "wake_event",
+]
+
+
 def enrollment_end(
-    enrollment: Enrollment, *, state: str, reason: str = "", now: dt.datetime | None = None
+    enrollment: Enrollment,
+    *,
+    state: str,
+    reason: str = "",
+    now: dt.datetime | None = None,
+    defer_to: list[Touchpoint] | None = None,
+    save: bool = True,
 ) -> None:
-    """Finish an enrollment (completed, converted, exited, failed) with its touchpoint."""
+    """Finish an enrollment (completed, converted, exited, failed) with its touchpoint.
+    With `defer_to` the touchpoint is appended to it, and with `save=False` the row is left
+    to the caller (ENDED_FIELDS), to write in the same transaction."""
     now = now or timezone.now()
     enrollment.state = state
     enrollment.exit_reason = reason[:255]
@@ -57,27 +82,22 @@ def enrollment_end(
     enrollment.next_run_at = None
     enrollment.waiting_for = ""
     enrollment.wait_until = None
-    enrollment.save(
-        update_fields=[
-            "state",
-            "exit_reason",
-            "ended_at",
-            "next_run_at",
-            "waiting_for",
-            "wait_until",
-            "updated_at",
-            "current_step",
-            "context",
-            "wake_event",
-        ]
-    )
+    if save:
+        enrollment.save(update_fields=ENDED_FIELDS)
     kind = {
         Enrollment.State.COMPLETED: "journey_completed",
         Enrollment.State.CONVERTED: "converted",
         Enrollment.State.EXITED: "journey_exited",
         Enrollment.State.FAILED: "journey_failed",
     }[state]
-    journey_touchpoint(enrollment, kind, data={"reason": reason}, dedupe=kind, occurred_at=now)
+    journey_touchpoint(
+        enrollment,
+        kind,
+        data={"reason": reason},
+        dedupe=kind,
+        occurred_at=now,
+        defer_to=defer_to,
+    )
     ids = (enrollment.pk, enrollment.contact_id, enrollment.journey.slug)
     transaction.on_commit(
         lambda: signals.enrollment_ended.send(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
+from django.core.cache import cache
 
 from . import engine
+
+logger = logging.getLogger(__name__)
 
 ADVANCE_TASK_OPTIONS = {
     "acks_late": True,
@@ -14,28 +19,61 @@ ADVANCE_TASK_OPTIONS = {
     "time_limit": 300,
     "soft_time_limit": 240,
 }
-CHUNK = 50
+CHUNK = engine.ADVANCE_BATCH  # ids per advance_enrollments task: one transaction
+
+
+# The one scheduler chain (see schedule_due): held while it runs, for at most a lease.
+CHAIN_KEY = "journeys:scheduler-chain"
+MAX_BATCHES_PER_CALL = 10
 
 
 @shared_task(name="journeys.advance_enrollments", **ADVANCE_TASK_OPTIONS)
-def advance_enrollments(enrollment_ids: list[int]) -> int:
-    for enrollment_id in enrollment_ids:
-        engine.enrollment_advance(enrollment_id=enrollment_id)
+def advance_enrollments(enrollment_ids: list[int], claim_next: bool = False) -> int:
+    engine.enrollments_advance(enrollment_ids=enrollment_ids)
+    if claim_next:
+        try:
+            schedule_due.delay(chained=True)
+        except Exception:
+            # This batch is done; the beat claims the rest, and starts a new chain once
+            # this one's key has expired.
+            logger.warning("Could not queue the next scheduler claim", exc_info=True)
     return len(enrollment_ids)
 
 
+def _chain_goes_on(chained: bool) -> bool:
+    """At most one chain at a time: a beat call starts one only if none holds the key; the
+    chain renews it. If its last task is lost, the key expires with the leases."""
+    if chained:
+        cache.set(CHAIN_KEY, 1, timeout=settings.SCHEDULER_LEASE_SECONDS)
+        return True
+    return cache.add(CHAIN_KEY, 1, timeout=settings.SCHEDULER_LEASE_SECONDS)
+
+
 @shared_task(name="journeys.schedule_due", ignore_result=True, time_limit=120)
-def schedule_due() -> int:
+def schedule_due(chained: bool = False) -> int:
     """Beat: claim due enrollments in bounded batches and fan them out to workers. Long waits
-    live in next_run_at, never in Celery ETAs."""
+    live in next_run_at, never in Celery ETAs.
+
+    A call claims at most MAX_BATCHES_PER_CALL batches. When it stops there with more due,
+    the last task it queued calls it again once it has run (`claim_next`), so a backlog
+    drains at the workers' pace, not at one bound per beat interval, and no more is claimed
+    than the workers have nearly finished (claims past what they do within the lease would
+    expire and be claimed twice)."""
+    size = settings.SCHEDULER_BATCH_SIZE
     claimed = 0
-    for _ in range(10):
+    for number in range(1, MAX_BATCHES_PER_CALL + 1):
         ids = engine.enrollments_claim_due(
-            limit=settings.SCHEDULER_BATCH_SIZE, lease_seconds=settings.SCHEDULER_LEASE_SECONDS
+            limit=size, lease_seconds=settings.SCHEDULER_LEASE_SECONDS
         )
-        for start in range(0, len(ids), CHUNK):
-            advance_enrollments.delay(ids[start : start + CHUNK])
         claimed += len(ids)
-        if len(ids) < settings.SCHEDULER_BATCH_SIZE:
+        full = len(ids) == size
+        chain = full and number == MAX_BATCHES_PER_CALL and _chain_goes_on(chained)
+        starts = range(0, len(ids), CHUNK)
+        for start in starts:
+            last = start == starts[-1]
+            advance_enrollments.delay(ids[start : start + CHUNK], claim_next=chain and last)
+        if not full:
+            if chained:
+                cache.delete(CHAIN_KEY)
             break
     return claimed

@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from journeys import engine
+from journeys import engine, tasks
 from journeys.models import Enrollment, Event, Journey, Step, StepVisit
 from journeys.services import enrollment_start, event_ingest
 from messaging.models import Touchpoint
@@ -211,6 +211,142 @@ def test_concurrent_claims_never_share_an_enrollment():
     assert len(first) + len(second) == 40
 
 
+def _wait_then_exit_journey(slug="batch", **fields):
+    """wait (over at once) -> exit: the scheduler benchmark's journey."""
+    journey = Journey.objects.create(
+        name=slug, slug=slug, status="active", trigger_event=f"{slug}.go", **fields
+    )
+    Step.objects.create(
+        journey=journey, position=0, key="wait", kind="wait", config={"duration_seconds": 0}
+    )
+    Step.objects.create(journey=journey, position=1, key="done", kind="exit", config={})
+    return journey
+
+
+def _enroll(journey, n, contact=None):
+    now = timezone.now()
+    return [
+        enrollment_start(journey=journey, contact=contact or ContactFactory(), event=None, now=now)
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_two_workers_racing_on_one_batch_advance_each_enrollment_once():
+    """Two real connections advance the same 40 enrollments together at the same instant:
+    each is advanced by exactly one of them, with one visit and touchpoint per step."""
+    journey = _wait_then_exit_journey(entry_policy="every_time")
+    ids = [e.pk for e in _enroll(journey, 40, contact=ContactFactory())]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def advance():
+        try:
+            barrier.wait()
+            results.append(engine.enrollments_advance(enrollment_ids=ids))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=advance) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first, second = results
+    assert all(sorted([first[pk], second[pk]]) == ["exited", "skipped"] for pk in ids)
+    assert Enrollment.objects.filter(pk__in=ids, state="exited").count() == 40
+    assert StepVisit.objects.filter(enrollment_id__in=ids).count() == 80  # wait, done
+    for kind in ("step_wait", "step_exit", "journey_exited"):
+        assert Touchpoint.objects.filter(kind=kind).count() == 40
+
+
+def test_a_failing_enrollment_fails_alone_in_a_batch(caplog):
+    good = _wait_then_exit_journey()
+    broken = Journey.objects.create(name="B", slug="b", status="active", trigger_event="b")
+    Step.objects.create(
+        journey=broken, position=0, key="route", kind="branch", config={"default": "missing"}
+    )
+    [first] = _enroll(good, 1)
+    [bad] = _enroll(broken, 1)
+    [last] = _enroll(good, 1)
+
+    results = engine.enrollments_advance(enrollment_ids=[first.pk, bad.pk, last.pk])
+
+    assert results == {first.pk: "exited", bad.pk: "failed", last.pk: "exited"}
+    bad.refresh_from_db()
+    assert bad.state == "failed" and "missing" in bad.exit_reason
+    # The batch's rolled-back first attempt left nothing behind: one visit per step reached.
+    assert StepVisit.objects.filter(enrollment=first).count() == 2
+    assert StepVisit.objects.filter(enrollment=last).count() == 2
+    assert not StepVisit.objects.filter(enrollment=bad).exists()
+    assert Touchpoint.objects.filter(kind="journey_exited").count() == 2
+    assert Touchpoint.objects.filter(kind="journey_failed", contact=bad.contact).count() == 1
+    assert "one by one" in caplog.text
+
+
+def test_an_enrollment_ended_earlier_in_the_same_batch_is_not_advanced(simulator):
+    """A survey answer is an event: it converts the contact's other enrollment (goal
+    survey.answered) inside the batch's transaction, so that one must be read again, not
+    advanced from the copy loaded with the batch."""
+    TemplateFactory(slug="nps", channel="sms", body="0 to 10?")
+    survey = Journey.objects.create(name="S", slug="s", status="active", trigger_event="s")
+    Step.objects.create(
+        journey=survey, position=0, key="nps", kind="survey", config={"template": "nps"}
+    )
+    goal = _wait_then_exit_journey(slug="goal", goal_event="survey.answered")
+    Step.objects.filter(journey=goal, key="wait").update(config={"duration_seconds": 60})
+    contact = ContactFactory()
+    now = timezone.now()
+    [asking] = _enroll(survey, 1, contact=contact)
+    [converting] = _enroll(goal, 1, contact=contact)
+    assert engine.enrollment_advance(enrollment_id=asking.pk, now=now) == "waiting"
+    assert engine.enrollment_advance(enrollment_id=converting.pk, now=now) == "waiting"
+    event_ingest(name="message.replied", contact=contact, properties={"body": "10"})
+
+    later = now + timezone.timedelta(minutes=2)
+    results = engine.enrollments_advance(enrollment_ids=[asking.pk, converting.pk], now=later)
+
+    assert results == {asking.pk: "completed", converting.pk: "skipped"}
+    converting.refresh_from_db()
+    assert converting.state == "converted"
+    assert not Touchpoint.objects.filter(kind="journey_exited").exists()
+
+
+@pytest.fixture
+def no_chain():
+    from django.core.cache import cache
+
+    cache.delete(tasks.CHAIN_KEY)
+    yield cache
+    cache.delete(tasks.CHAIN_KEY)
+
+
+def test_a_backlog_past_one_calls_bound_is_claimed_again_when_its_last_task_ran(settings, no_chain):
+    """schedule_due claims at most 10 batches; the last task it queued (eager here) claims
+    the rest at once instead of waiting for the next beat, then the chain lets go."""
+    settings.SCHEDULER_BATCH_SIZE = 2
+    journey = _wait_then_exit_journey()
+    ids = [e.pk for e in _enroll(journey, 25)]
+
+    assert tasks.schedule_due() == 20  # this call's own claims; its chain took the other 5
+
+    assert Enrollment.objects.filter(pk__in=ids, state="exited").count() == 25
+    assert no_chain.get(tasks.CHAIN_KEY) is None
+
+
+def test_only_one_chain_claims_ahead_of_the_beat(settings, no_chain):
+    settings.SCHEDULER_BATCH_SIZE = 2
+    no_chain.set(tasks.CHAIN_KEY, 1)  # another worker's chain is running
+    journey = _wait_then_exit_journey()
+    ids = [e.pk for e in _enroll(journey, 25)]
+
+    assert tasks.schedule_due() == 20
+
+    assert Enrollment.objects.filter(pk__in=ids, state="exited").count() == 20
+    assert no_chain.get(tasks.CHAIN_KEY) == 1
+
+
 def test_queries_per_advanced_enrollment_are_bounded(django_assert_max_num_queries, simulator):
     TemplateFactory(slug="hello", channel="sms", body="Hello {{ contact.first_name }}")
     journey = Journey.objects.create(name="Q", slug="q", status="active", trigger_event="q")
@@ -230,9 +366,41 @@ def test_queries_per_advanced_enrollment_are_bounded(django_assert_max_num_queri
     ]
     for enrollment in enrollments:
         # send step + wait step, with every touchpoint, visit and message row
-        with django_assert_max_num_queries(20):
+        with django_assert_max_num_queries(19):
             assert engine.enrollment_advance(enrollment_id=enrollment.pk) == "waiting"
     assert Enrollment.objects.filter(state="waiting").count() == 3
+    # Together (the scheduler's path): 9 per batch (savepoint and release, lock, journeys,
+    # steps, contacts, then one UPDATE of the enrollments, one INSERT of the touchpoints, one
+    # of the visits) + 8 per enrollment (template, consent, message, JourneyMessage...);
+    # growth per enrollment is caught.
+    for n in (3, 6):
+        ids = [e.pk for e in _enroll(journey, n)]
+        with django_assert_max_num_queries(9 + 8 * n):
+            results = engine.enrollments_advance(enrollment_ids=ids)
+        assert set(results.values()) == {"waiting"}
+        for enrollment in Enrollment.objects.filter(pk__in=ids).select_related("current_step"):
+            # the rows written in one statement hold what each enrollment's save would
+            assert enrollment.current_step.key == "wait"
+            assert enrollment.next_run_at == enrollment.wait_until
+            assert enrollment.wait_until.isoformat() == enrollment.context["step"]["until"]
+            assert enrollment.context["steps"]["send"]["outcome"] == "sent"
+            assert enrollment.updated_at > enrollment.entered_at
+
+
+def test_queries_per_batch_of_waits_that_end(django_assert_max_num_queries):
+    """The scheduler benchmark's journey: the same 8 queries for a batch of any size
+    (savepoint and release, lock, journeys, steps, one UPDATE of the enrollments, one INSERT
+    of the touchpoints, one of the visits)."""
+    journey = _wait_then_exit_journey()
+    for n in (1, 10, 50):
+        ids = [e.pk for e in _enroll(journey, n)]
+        with django_assert_max_num_queries(8):
+            results = engine.enrollments_advance(enrollment_ids=ids)
+        assert set(results.values()) == {"exited"}
+    ended = Enrollment.objects.filter(state="exited", next_run_at=None, ended_at__isnull=False)
+    assert ended.filter(exit_reason="exit step done", context__step__key="done").count() == 61
+    assert StepVisit.objects.count() == 2 * 61
+    assert Touchpoint.objects.filter(kind="journey_exited").count() == 61
 
 
 def test_ingest_queries_do_not_grow_with_history(django_assert_max_num_queries):
