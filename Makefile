@@ -18,13 +18,18 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Worker processes for `make run`. One on the embedded default: without Redis the sender rate
+# limit is kept per process. With Redis, run one per core (the production layout, Procfile:
+# 2 x CELERY_WORKER_CONCURRENCY threads on 2 cores; bench/send_throughput.py measures that).
+WORKERS ?= 1
+
 run: $(BIN)/.installed
 	@# A local .env with DEBUG=1 lets `.venv/bin/python manage.py …` work in this checkout too.
 	@test -f .env || printf '# Local development settings (see .env.example)\nDEBUG=1\n' > .env
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	DEBUG=1 $(BIN)/python manage.py bootstrap_demo
-	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -c worker=$(WORKERS)
 
 test: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/test $(ARGS)

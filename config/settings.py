@@ -205,6 +205,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # The pool and concurrency are given on the worker's command line (Procfile:
 # CELERY_WORKER_POOL, CELERY_WORKER_CONCURRENCY); a setting here would override --pool.
+# Production layout: one `worker` process per core (2 x 8 threads on 2 cores; a threads-pool
+# worker is one process, so one GIL, one core of Python) and one `beat` process. Not more
+# than one worker process on the embedded default: without Redis the sender rate limit is
+# kept per process (channels_app/ratelimit.py).
 
 # --- Delivery -------------------------------------------------------------------------
 MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=6)

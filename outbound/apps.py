@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class OutboundConfig(AppConfig):
@@ -20,3 +21,13 @@ class OutboundConfig(AppConfig):
         ]
         for signal, receiver in hooks:
             signal.connect(receiver, dispatch_uid=f"outbound.{receiver.__name__}")
+
+        # A subscription saved or deleted here is seen by this process's next event at once
+        # (other processes: within OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS).
+        subscription = self.get_model("WebhookSubscription")
+        for signal, uid in ((post_save, "saved"), (post_delete, "deleted")):
+            signal.connect(
+                receivers.on_subscription_changed,
+                sender=subscription,
+                dispatch_uid=f"outbound.subscription_{uid}",
+            )

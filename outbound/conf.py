@@ -18,6 +18,10 @@ DEFAULTS: dict[str, object] = {
     "OUTBOUND_WEBHOOK_BATCH_SIZE": 200,
     # Failed deliveries in a row after which a subscription is disabled.
     "OUTBOUND_WEBHOOK_DISABLE_AFTER": 15,
+    # How long a process may answer "which event types has anyone subscribed to?" from memory
+    # (outbound.selectors.subscribed_event_types): the longest a subscription saved in another
+    # process waits before it receives events. 0 reads the table on every event.
+    "OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS": 1.0,
 }
 
 

@@ -10,11 +10,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db import transaction
+
 from journeys.models import Enrollment, SurveyResponse
 from messaging.models import ConsentStatus
 from messaging.status import MessageStatus
 
-from . import payloads, services
+from . import payloads, selectors, services
 from .models import EventType
 
 logger = logging.getLogger(__name__)
@@ -98,3 +100,10 @@ def on_enrollment_ended(sender: Any, *, enrollment_id: int, state: str, **_: Any
     if state != Enrollment.State.CONVERTED:
         return
     _publish(EventType.JOURNEY_CONVERTED, payloads.journey_converted, enrollment_id=enrollment_id)
+
+
+def on_subscription_changed(sender: Any, **_: Any) -> None:
+    # Forget now, and again once committed: an event published by another thread of this
+    # process between the two may have read the table before the change was visible.
+    selectors.forget_subscribed_event_types()
+    transaction.on_commit(selectors.forget_subscribed_event_types)

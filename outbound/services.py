@@ -14,6 +14,7 @@ from messaging.models import ApiKey
 
 from . import conf, payloads
 from .models import WebhookDelivery, WebhookSubscription
+from .selectors import subscribed_event_types
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +155,14 @@ def deliveries_create(
 def event_publish(
     *, event_type: str, build: Callable[[], payloads.Payload | None]
 ) -> list[WebhookDelivery]:
-    """Fan an event out to the active subscriptions that asked for it. With no subscriber this
-    is one query and the payload is never built."""
-    # One small query; the type is matched in Python because JSON containment is not
-    # portable (SQLite has none), and active subscriptions number in the tens.
+    """Fan an event out to the active subscriptions that asked for it. With no subscriber to
+    its type this is usually no query (a per-process cache, outbound.selectors) and the
+    payload is never built."""
+    if event_type not in subscribed_event_types():
+        return []
+    # The cache may be stale, so the subscriptions themselves are read here. The type is
+    # matched in Python because JSON containment is not portable (SQLite has none), and active
+    # subscriptions number in the tens.
     subscriptions = [
         s
         for s in WebhookSubscription.objects.filter(is_active=True).only("id", "event_types")

@@ -41,6 +41,16 @@ def _fresh_providers() -> Iterator[None]:
     reset_providers()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_subscription_cache() -> Iterator[None]:
+    """Rolled-back tests leave no subscriptions; nor may this process's memory of them."""
+    from outbound.selectors import forget_subscribed_event_types
+
+    forget_subscribed_event_types()
+    yield
+    forget_subscribed_event_types()
+
+
 def _simulator_config(public_base_url: str, callbacks: bool) -> SimulatorConfig:
     s = django_settings
     return SimulatorConfig(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
+import psycopg
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_app.providers.registry import reset_providers
@@ -25,6 +29,14 @@ def queue(contact, channel="sms", **kwargs):
     kwargs.setdefault("body", "Hello {{ contact.first_name }}")
     message, _ = services.message_create(contact=contact, channel=channel, **kwargs)
     return message
+
+
+def django_settings_db_url() -> str:
+    """A libpq URL for the test database (a watcher connection outside Django's)."""
+    params = connection.get_connection_params()
+    return psycopg.conninfo.make_conninfo(
+        **{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+    )
 
 
 def backoff_over(message):
@@ -342,3 +354,93 @@ def test_a_delivery_that_keeps_crashing_before_the_claim_is_parked(simulator, se
     message.refresh_from_db()
     assert (message.status, message.error_code) == (MessageStatus.FAILED, "crash_loop")
     assert simulator.messages() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_is_a_fixed_short_list_of_statements(
+    simulator, django_assert_num_queries, monkeypatch, settings
+):
+    # Real transactions (no test-wide atomic), so what is counted is what production runs;
+    # the test calls the service itself instead of the on-commit task.
+    monkeypatch.setattr(services, "enqueue_delivery", lambda *args, **kwargs: None)
+    settings.OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = 3600  # however slow the machine
+    contact = ContactFactory()
+    services.message_deliver(message_id=queue(contact).pk)  # warms the process's caches
+    message = queue(contact)
+    with django_assert_num_queries(11) as captured:
+        assert services.message_deliver(message_id=message.pk).result == "sent"
+    statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+    assert statements == [
+        "UPDATE",  # count the try and read the channel, committed on its own
+        "BEGIN",
+        "SELECT",  # the message and its contact, locked
+        "SELECT",  # the consent, locked
+        "UPDATE",  # queued -> sending
+        "INSERT",  # its touchpoint
+        "COMMIT",  # the claim, before the provider is called
+        "BEGIN",
+        "UPDATE",  # sending -> sent
+        "INSERT",  # its touchpoint
+        "COMMIT",  # then the outbound hook: no query while nobody subscribes
+    ]
+    assert kinds(message) == ["queued", "sending", "sent"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL's row locks"
+)
+def test_a_stop_being_committed_during_the_claim_is_waited_for(simulator, monkeypatch):
+    """The delivery reads consent under a row lock: an opt-out whose transaction is open when
+    the claim runs is waited for, and wins."""
+    monkeypatch.setattr(services, "enqueue_delivery", lambda *args, **kwargs: None)
+    contact = ContactFactory()
+    services.consent_set(contact=contact, channel="sms", status="subscribed", source="api")
+    message = queue(contact)
+    stop_open, commit_stop = threading.Event(), threading.Event()
+    results: list[str] = []
+
+    def stop() -> None:
+        try:
+            with transaction.atomic():
+                services.consent_set(
+                    contact=contact, channel="sms", status="unsubscribed", source="keyword"
+                )
+                stop_open.set()
+                commit_stop.wait(30)
+        finally:
+            connection.close()
+
+    def deliver() -> None:
+        try:
+            results.append(services.message_deliver(message_id=message.pk).result)
+        finally:
+            connection.close()
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    assert stop_open.wait(30)
+    sender = threading.Thread(target=deliver)
+    sender.start()
+    try:
+        # Let the opt-out commit only once the delivery waits for its lock (or gave up on it).
+        with psycopg.connect(django_settings_db_url(), autocommit=True) as watcher:
+            for _ in range(500):
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE %s",
+                    ["%messaging_consent%"],
+                ).fetchone()[0]
+                if waiting or not sender.is_alive():
+                    break
+                time.sleep(0.02)
+    finally:
+        commit_stop.set()
+        stopper.join(30)
+        sender.join(30)
+
+    assert results == ["skipped"]
+    assert simulator.messages() == []
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SKIPPED

@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from outbound import services, signing, tasks
+from outbound import selectors, services, signing, tasks
 from outbound.delivery import deliveries_claim_due, retry_after_seconds
 from outbound.models import WebhookDelivery, WebhookSubscription, generate_secret
 from outbound.payloads import body_bytes
@@ -373,16 +373,82 @@ def test_deleting_a_subscription_removes_its_deliveries(receiver, subscribe, pin
 # --- Publishing is cheap when nobody listens -------------------------------------------
 
 
-def test_publishing_without_subscribers_is_one_query(db, django_assert_num_queries, subscribe):
+def _nobody_builds():
+    raise AssertionError("the payload is not built when nobody subscribes")
+
+
+def test_publishing_without_subscribers_reads_the_table_once(
+    db, django_assert_num_queries, subscribe
+):
     subscribe("contact.subscribed")  # another type only
     WebhookSubscription.objects.create(url="https://x.example/h", event_types=["message.sent"])
     WebhookSubscription.objects.filter(url="https://x.example/h").update(is_active=False)
 
-    def build():
-        raise AssertionError("the payload is not built when nobody subscribes")
-
     with django_assert_num_queries(1):
-        assert services.event_publish(event_type="message.sent", build=build) == []
+        assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+    # Every later status change in this process: no query at all.
+    with django_assert_num_queries(0):
+        for _ in range(3):
+            assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+
+
+def test_a_subscription_saved_in_this_process_gets_the_next_event(db, subscribe):
+    assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+    subscription = subscribe("message.sent")
+    payload = {"type": "message.sent", "timestamp": "2026-11-23T10:00:00Z", "data": {}}
+    [delivery] = services.event_publish(event_type="message.sent", build=lambda: payload)
+    assert delivery.subscription_id == subscription.pk
+    # Re-enabling one (a save, from the API, the admin or its action) is seen at once too.
+    services.subscription_disable(subscription_id=subscription.pk, reason="test")
+    assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+    subscription.refresh_from_db()
+    services.subscription_enable(subscription=subscription)
+    assert len(services.event_publish(event_type="message.sent", build=lambda: payload)) == 1
+
+
+def test_a_subscription_saved_by_another_process_gets_events_within_the_cache_time(
+    db, settings, monkeypatch
+):
+    settings.OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = 1.0
+    now = [1000.0]
+    monkeypatch.setattr(selectors, "_clock", lambda: now[0])
+    assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+    # Another process's write sends no signal here: a queryset update stands in for it.
+    subscription = WebhookSubscription.objects.create(
+        url="https://x.example/h", event_types=["message.sent"], is_active=False
+    )
+    selectors.forget_subscribed_event_types()
+    assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(is_active=True)
+
+    now[0] += 0.9  # still inside the documented delay: this process has not seen it yet
+    assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+    now[0] += 0.2  # past it
+    payload = {"type": "message.sent", "timestamp": "2026-11-23T10:00:00Z", "data": {}}
+    [delivery] = services.event_publish(event_type="message.sent", build=lambda: payload)
+    assert delivery.subscription_id == subscription.pk
+
+
+def test_a_stale_cache_never_sends_to_a_removed_subscription(db, subscribe):
+    subscription = subscribe("message.sent")
+    assert "message.sent" in selectors.subscribed_event_types()
+    # Deleted by another process (no signal here): the cache still lists the type, but the
+    # publisher reads the subscriptions themselves and finds none.
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(is_active=False)
+    assert services.event_publish(event_type="message.sent", build=_nobody_builds) == []
+
+
+def test_a_read_racing_a_commit_is_forgotten_at_the_commit(
+    db, subscribe, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        subscription = subscribe("message.sent")
+        # Another thread of this process read the table before this transaction committed
+        # (it could not see the new row) and kept that answer after the save had forgotten.
+        selectors._subscribed = (selectors._clock(), frozenset())
+    payload = {"type": "message.sent", "timestamp": "2026-11-23T10:00:00Z", "data": {}}
+    [delivery] = services.event_publish(event_type="message.sent", build=lambda: payload)
+    assert delivery.subscription_id == subscription.pk
 
 
 def test_publishing_to_subscribers_is_a_fixed_number_of_queries(
@@ -396,9 +462,12 @@ def test_publishing_to_subscribers_is_a_fixed_number_of_queries(
         built.append(1)
         return {"type": "message.sent", "timestamp": "2026-11-23T10:00:00Z", "data": {}}
 
-    # the subscriptions, then one insert for every delivery (the kick runs after commit)
-    with django_assert_num_queries(2):
+    # the subscribed types (once per process), the subscriptions, one insert for all
+    # deliveries (the kick runs after commit)
+    with django_assert_num_queries(3):
         deliveries = services.event_publish(event_type="message.sent", build=build)
 
     assert len(deliveries) == 3 and built == [1]
     assert all(d.pk and d.status == "pending" for d in deliveries)
+    with django_assert_num_queries(2):
+        assert len(services.event_publish(event_type="message.sent", build=build)) == 3
