@@ -5,7 +5,9 @@ One scenario, as a marketing and support staff member works: a contact and an SM
 run, activation, an event through the API that a real Celery worker sends to the provider
 simulator (delivered by signed callbacks), the contact's timeline, and the inbox.
 
-Screens of the key pages are saved into docs/screenshots/. Chromium comes from apt
+Screens of the key pages are saved into .data/test/screenshots/ (a test run leaves the tracked
+files alone); `TOUCHLINE_SCREENSHOTS_DIR=docs/screenshots make test ARGS=tests/e2e/test_browser.py`
+refreshes the README's pictures. Chromium comes from apt
 (`.ci/install-chromium`); the test is skipped when /usr/bin/chromium is missing.
 """
 
@@ -45,7 +47,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / os.environ.get("TOUCHLINE_SCREENSHOTS_DIR", ".data/test/screenshots")
 WORKER_TIMEOUT = 30.0  # seconds for what the Celery worker and the simulator do
 
 USERNAME, PASSWORD = "mara", "a-long-test-password-1"
