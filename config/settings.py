@@ -233,6 +233,9 @@ FREQUENCY_CAP_MESSAGES = env.int("FREQUENCY_CAP_MESSAGES", default=3)
 FREQUENCY_CAP_WINDOW_HOURS = env.int("FREQUENCY_CAP_WINDOW_HOURS", default=24)
 
 # --- Journeys -------------------------------------------------------------------------
+# An accepted API event not applied after this long (its kick was lost) is applied by the
+# beat sweeper, which runs every SWEEP_INTERVAL_SECONDS.
+EVENT_SWEEP_AFTER_SECONDS = env.float("EVENT_SWEEP_AFTER_SECONDS", default=10.0)
 SCHEDULER_INTERVAL_SECONDS = env.float("SCHEDULER_INTERVAL_SECONDS", default=2.0)
 SCHEDULER_BATCH_SIZE = env.int("SCHEDULER_BATCH_SIZE", default=200)
 # A claimed enrollment whose worker died is claimable again after this lease.

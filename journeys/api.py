@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -37,10 +37,19 @@ class EventInput(StrictSerializer):
 
 
 class EventOutput(serializers.ModelSerializer):
+    """An event and what applying it did. The API stores an event and answers 202 at once; a
+    worker applies it moments later: until then `processed_at` is null and the three lists
+    are empty. A replay of the key (200) shows the event as it is now."""
+
     contact = serializers.SerializerMethodField()
     enrolled = serializers.SerializerMethodField()
     converted = serializers.SerializerMethodField()
     resumed = serializers.SerializerMethodField()
+    processed_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When a worker matched the event to journeys; null until then.",
+    )
 
     class Meta:
         model = Event
@@ -51,6 +60,7 @@ class EventOutput(serializers.ModelSerializer):
             "properties",
             "occurred_at",
             "received_at",
+            "processed_at",
             "enrolled",
             "converted",
             "resumed",
@@ -70,23 +80,25 @@ class EventOutput(serializers.ModelSerializer):
 
 
 def ingest(data: dict[str, Any], raw: Any, key: str | None, prefix: str) -> tuple[Event, bool]:
+    """Store the event (upserting its contact) and answer; a worker applies it after commit."""
     namespaced = f"api:{prefix}:{key}" if key else None
     fingerprint = request_fingerprint(raw)
     if namespaced:
         # A replay answers from the first request and touches nothing, not even the contact.
-        existing = Event.objects.filter(idempotency_key=namespaced).first()
+        existing = (
+            Event.objects.select_related("contact").filter(idempotency_key=namespaced).first()
+        )
         if existing is not None:
             return idempotent_replay(existing, fingerprint), False
-    with transaction.atomic():
-        contact = resolve_contact(data["contact"])
-        return services.event_ingest(
-            name=data["name"],
-            contact=contact,
-            properties=data.get("properties") or {},
-            occurred_at=data.get("occurred_at"),
-            idempotency_key=namespaced,
-            fingerprint=fingerprint,
-        )
+    contact = resolve_contact(data["contact"])
+    return services.event_accept(
+        name=data["name"],
+        contact=contact,
+        properties=data.get("properties") or {},
+        occurred_at=data.get("occurred_at"),
+        idempotency_key=namespaced,
+        fingerprint=fingerprint,
+    )
 
 
 class EventCreateView(APIView):
@@ -117,13 +129,21 @@ class EventCreateView(APIView):
                     "properties": {"order_id": "1001", "total": 49.9},
                     "occurred_at": "2026-11-23T10:00:00Z",
                     "received_at": "2026-11-23T10:00:00Z",
-                    "enrolled": [{"journey": "post-purchase", "enrollment": 12}],
+                    "processed_at": None,
+                    "enrolled": [],
                     "converted": [],
                     "resumed": [],
                 },
             ),
         ],
-        summary="Fire an event (enrolls the contact in matching journeys)",
+        summary="Fire an event (stored at once; matched to journeys moments later)",
+        description=(
+            "202: the event is stored (its contact upserted) and will be matched to journeys "
+            "by a worker within moments; `processed_at` is null until then. 200 with "
+            "`Idempotent-Replayed: true`: the key was seen, the answer shows the event as it "
+            "is now (with `enrolled`, `converted`, `resumed` once processed). 409: the key "
+            "was used with a different body."
+        ),
     )
     def post(self, request: Request) -> Response:
         payload = EventInput(data=request.data)
@@ -155,7 +175,7 @@ class EventBatchView(APIView):
         responses={
             200: inline_serializer("EventBatchOutput", {"results": serializers.ListField()})
         },
-        summary=f"Fire up to {BATCH_LIMIT} events; each gets its own result",
+        summary=f"Fire up to {BATCH_LIMIT} events; each gets its own result (as for one event)",
     )
     def post(self, request: Request) -> Response:
         batch = EventBatchInput(data=request.data)

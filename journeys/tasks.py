@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 
-from . import engine
+from . import engine, services
 
 ADVANCE_TASK_OPTIONS = {
     "acks_late": True,
@@ -15,6 +17,7 @@ ADVANCE_TASK_OPTIONS = {
     "soft_time_limit": 240,
 }
 CHUNK = 50
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="journeys.advance_enrollments", **ADVANCE_TASK_OPTIONS)
@@ -39,3 +42,20 @@ def schedule_due() -> int:
         if len(ids) < settings.SCHEDULER_BATCH_SIZE:
             break
     return claimed
+
+
+@shared_task(name="journeys.process_events", **ADVANCE_TASK_OPTIONS)
+def process_events() -> int:
+    """Apply the events the API accepted (kicked on their commit)."""
+    services.events_kick_taken()
+    return services.events_apply_pending()
+
+
+@shared_task(name="journeys.sweep_events", ignore_result=True, time_limit=120)
+def sweep_events() -> int:
+    """Beat: apply accepted events whose kick was lost (a crash between commit and publish,
+    a broker outage) once they are EVENT_SWEEP_AFTER_SECONDS old."""
+    applied = services.events_apply_pending(older_than=settings.EVENT_SWEEP_AFTER_SECONDS)
+    if applied:
+        logger.warning("Swept %d accepted events whose kick was lost", applied)
+    return applied
