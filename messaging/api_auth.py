@@ -45,6 +45,10 @@ GENERATION_KEY = "api-keys:generation"
 VERIFIED_MAX_AGE = 60.0
 _VERIFIED_MAX_ENTRIES = 10_000
 _UNAVAILABLE = "unavailable"
+# How stale another process's view of the generation may be: a key revoked (or changed) in
+# one process is refused by every other within this many seconds.
+GENERATION_POLL_SECONDS = 1.0
+_generation_seen: tuple[str | None, float] = (None, float("-inf"))
 
 
 def api_keys_changed() -> None:
@@ -52,28 +56,40 @@ def api_keys_changed() -> None:
     commit (a request between the two would otherwise cache the row as it was before)."""
 
     def bump() -> None:
+        global _generation_seen
         cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
         with _verified_lock:
             _verified.clear()
+            _generation_seen = (None, float("-inf"))
 
     bump()
     transaction.on_commit(bump, robust=True)
 
 
 def _generation() -> str | None:
+    """The shared generation token, read at most every GENERATION_POLL_SECONDS per process
+    (a write in this process clears its own cache at once)."""
+    global _generation_seen
+    value, read_at = _generation_seen
+    now = time.monotonic()
+    if now - read_at < GENERATION_POLL_SECONDS:
+        return value
     try:
-        return cache.get(GENERATION_KEY)
+        value = cache.get(GENERATION_KEY)
     except Exception:  # the cache is down: verify against the database instead
         logger.warning("API key generation unavailable; verifying keys in the database")
         return _UNAVAILABLE
+    _generation_seen = (value, now)
+    return value
 
 
 class ApiKeyAuthentication(BaseAuthentication):
     """Keys are stored hashed (djangorestframework-api-key); revoked or expired keys fail.
 
     A verified key is remembered per process until any ApiKey is written (a shared generation
-    token, read once per request: one cache round trip instead of a query and a hash), or for
-    VERIFIED_MAX_AGE seconds at most."""
+    token, read at most once a second per process instead of a query and a hash per request),
+    or for VERIFIED_MAX_AGE seconds at most. Revocation: immediate in the process that wrote
+    it, within GENERATION_POLL_SECONDS (1 s) in every other."""
 
     def authenticate(self, request: Request) -> tuple[None, ApiKey] | None:
         header = request.headers.get("Authorization", "")

@@ -95,3 +95,19 @@ def test_throttle_429_with_retry_after(settings, redis):
         assert client_for(other).get("/api/v1/journeys/").status_code == 200
     finally:
         api_auth.ApiKeyRateThrottle.THROTTLE_RATES = old
+
+
+def test_a_revocation_by_another_process_is_seen_within_a_second(api_key):
+    from django.core.cache import cache
+
+    client = client_for(api_key)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        key_queries(client)
+        assert key_queries(client) == 0
+        # Another web process revokes the key: the row changes and so does the shared
+        # generation, but this process's remembered key is untouched.
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE messaging_apikey SET revoked = true")
+        cache.set(api_auth.GENERATION_KEY, "changed-elsewhere", None)
+        traveller.shift(api_auth.GENERATION_POLL_SECONDS + 0.1)
+        assert client.get("/api/v1/journeys/").status_code == 401
