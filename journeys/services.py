@@ -270,17 +270,21 @@ def event_accept(
     """Store an API event durably (idempotent on its key: the unique constraint decides a
     race) and have a worker apply it soon after commit (`events_apply_pending`); the beat
     sweeper applies any whose kick was lost. Returns (event, created)."""
+    event = Event(
+        name=name,
+        contact=contact,
+        properties=properties or {},
+        occurred_at=occurred_at or timezone.now(),
+        source=Event.Source.API,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
+    )
     try:
-        with transaction.atomic():
-            event = Event.objects.create(
-                name=name,
-                contact=contact,
-                properties=properties or {},
-                occurred_at=occurred_at or timezone.now(),
-                source=Event.Source.API,
-                idempotency_key=idempotency_key or None,
-                request_fingerprint=fingerprint,
-            )
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate key must not break the caller
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)  # autocommit: one round trip, no BEGIN/COMMIT
     except IntegrityError:
         if not idempotency_key:
             raise

@@ -111,3 +111,19 @@ def test_new_event_request_queries_are_few(api, journey, django_assert_max_num_q
         assert post(api, "second").status_code == 202
     with django_assert_max_num_queries(1):
         assert post(api, "second").status_code == 200
+
+
+def test_the_fast_output_is_the_documented_serializer(api, journey):
+    import json
+
+    from journeys.api import EventOutput, event_output
+
+    accepted = post(api, "out", properties={"order": {"id": 1}})
+    event = Event.objects.get(pk=accepted.json()["id"])
+    assert accepted.json() == json.loads(json.dumps(EventOutput(event).data))
+    services.events_apply_pending()
+    event = Event.objects.select_related("contact").get(pk=event.pk)
+    assert event.processed_at is not None and event.result["enrolled"]
+    assert json.loads(json.dumps(event_output(event))) == json.loads(
+        json.dumps(EventOutput(event).data)
+    )
