@@ -103,26 +103,61 @@ def event_output(event: Event) -> dict[str, Any]:
     }
 
 
-def ingest(data: dict[str, Any], raw: Any, key: str | None, prefix: str) -> tuple[Event, bool]:
-    """Store the event (upserting its contact) and answer; a worker applies it after commit."""
-    namespaced = f"api:{prefix}:{key}" if key else None
+def stored_event(key: str | None, prefix: str) -> Event | None:
+    """The event stored under this client key (namespaced by the API key), if any."""
+    if not key:
+        return None
+    qs = Event.objects.select_related("contact").filter(idempotency_key=f"api:{prefix}:{key}")
+    return qs.first()
+
+
+def ingest(
+    data: dict[str, Any],
+    raw: Any,
+    key: str | None,
+    prefix: str,
+    *,
+    existing: Event | None | bool = True,
+) -> tuple[Event, bool]:
+    """Store the event (upserting its contact) and answer; a worker applies it after commit.
+    `existing`: the stored event of this key if the caller looked it up already (None: not
+    found), True to look it up here."""
     fingerprint = request_fingerprint(raw)
-    if namespaced:
+    if existing is True:
+        existing = stored_event(key, prefix)
+    if existing is not None:
         # A replay answers from the first request and touches nothing, not even the contact.
-        existing = (
-            Event.objects.select_related("contact").filter(idempotency_key=namespaced).first()
-        )
-        if existing is not None:
-            return idempotent_replay(existing, fingerprint), False
+        return idempotent_replay(existing, fingerprint), False
     contact = resolve_contact(data["contact"])
     return services.event_accept(
         name=data["name"],
         contact=contact,
         properties=data.get("properties") or {},
         occurred_at=data.get("occurred_at"),
-        idempotency_key=namespaced,
+        idempotency_key=f"api:{prefix}:{key}" if key else None,
         fingerprint=fingerprint,
     )
+
+
+def _exact_replay(request: Request) -> tuple[str | None, Event | None, Event | None]:
+    """Before validation: (the key as sent, its stored event, that event if this request's
+    body is the one it was stored from). An exact replay was valid the first time, so it is
+    answered without validating again; anything else goes through validation (a different
+    body then gets its 400 or 409 as before)."""
+    data = request.data
+    if not isinstance(data, dict):
+        return None, None, None
+    header = request.headers.get("Idempotency-Key", "").strip()
+    body_key = data.get("idempotency_key")
+    if body_key is not None and (not isinstance(body_key, str) or (header and header != body_key)):
+        return None, None, None
+    key = header or body_key
+    if not key or len(key) > 200:
+        return None, None, None
+    existing = stored_event(key, request.auth.prefix)
+    if existing is not None and existing.request_fingerprint == request_fingerprint(data):
+        return key, existing, existing
+    return key, existing, None
 
 
 class EventCreateView(APIView):
@@ -170,13 +205,23 @@ class EventCreateView(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        payload = EventInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        key = idempotency_key_from(request, payload.validated_data.get("idempotency_key"))
-        try:
-            event, created = ingest(payload.validated_data, request.data, key, request.auth.prefix)
-        except IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from exc
+        looked_up, existing, replay = _exact_replay(request)
+        if replay is not None:
+            event, created = replay, False
+        else:
+            payload = EventInput(data=request.data)
+            payload.is_valid(raise_exception=True)
+            key = idempotency_key_from(request, payload.validated_data.get("idempotency_key"))
+            try:
+                event, created = ingest(
+                    payload.validated_data,
+                    request.data,
+                    key,
+                    request.auth.prefix,
+                    existing=existing if key == looked_up else True,
+                )
+            except IdempotencyConflict as exc:
+                raise Conflict(str(exc)) from exc
         response = Response(
             event_output(event), status=status.HTTP_202_ACCEPTED if created else 200
         )

@@ -127,3 +127,27 @@ def test_the_fast_output_is_the_documented_serializer(api, journey):
     assert json.loads(json.dumps(event_output(event))) == json.loads(
         json.dumps(EventOutput(event).data)
     )
+
+
+def test_replays_answered_before_validation_only_when_the_body_is_the_same(api, journey):
+    assert post(api, "r1").status_code == 202
+    again = post(api, "r1")
+    assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+    # The same key with an invalid body: its validation error, as before.
+    bad = api.post(
+        "/api/v1/events/",
+        {"name": "bad name", "contact": {"external_id": "c1"}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="r1",
+    )
+    assert bad.status_code == 400
+    # The key in the body instead of the header: the same event.
+    body = {"name": "thing.happened", "contact": {"external_id": "c2"}, "idempotency_key": "r2"}
+    first = api.post("/api/v1/events/", body, format="json")
+    replay = api.post("/api/v1/events/", body, format="json")
+    assert (first.status_code, replay.status_code) == (202, 200)
+    assert replay.json()["id"] == first.json()["id"]
+    # Header and body disagreeing is a 400, even when one of them names a stored event.
+    mixed = api.post("/api/v1/events/", body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
+    assert mixed.status_code == 400
+    assert Event.objects.count() == 2
