@@ -137,7 +137,7 @@ def contact_upsert(
     if external_id is not None and not data.get("consent"):
         # Most upserts (every event names its contact) repeat what is stored: one plain read,
         # no lock, no write. A concurrent change is no different from one a moment later.
-        contact = Contact.objects.filter(external_id=external_id).first()
+        contact = next(iter(Contact.objects.filter(external_id=external_id).order_by()[:1]), None)
         if contact is not None and not _contact_changes(contact, fields, data):
             return contact, False
     with transaction.atomic():
