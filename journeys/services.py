@@ -304,10 +304,16 @@ EVENTS_BATCH = 100
 def events_kick() -> None:
     """Queue `process_events` unless one is already queued and not yet started: a burst of
     events costs one cache round trip each and one task, not a task per event."""
+    from django.conf import settings
     from django.core.cache import cache
 
     from .tasks import process_events
 
+    if not settings.REDIS_URL:
+        # The embedded default's cache is per process: the worker could not clear a flag
+        # set here. A task per event then (one web process, light load).
+        process_events.delay()
+        return
     if not cache.add(EVENTS_KICK_FLAG, 1, EVENTS_KICK_FLAG_SECONDS):
         return
     try:

@@ -151,3 +151,17 @@ def test_replays_answered_before_validation_only_when_the_body_is_the_same(api, 
     mixed = api.post("/api/v1/events/", body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
     assert mixed.status_code == 400
     assert Event.objects.count() == 2
+
+
+def test_without_a_shared_cache_every_event_kicks(
+    api, journey, settings, django_capture_on_commit_callbacks
+):
+    # The embedded default: the worker's cache is not the web process's, so no pending flag.
+    settings.REDIS_URL = ""
+    with (
+        mock.patch.object(tasks.process_events, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        for i in range(3):
+            assert post(api, f"local-{i}").status_code == 202
+    assert delay.call_count == 3
