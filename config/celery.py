@@ -20,6 +20,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "messaging.tasks.sweep_messages",
             "schedule": settings.SWEEP_INTERVAL_SECONDS,
         },
+        "sweep-unprocessed-events": {
+            "task": "journeys.sweep_events",
+            "schedule": settings.SWEEP_INTERVAL_SECONDS,
+        },
         "advance-due-enrollments": {
             "task": "journeys.schedule_due",
             "schedule": settings.SCHEDULER_INTERVAL_SECONDS,

@@ -119,7 +119,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A health check is a query at the start of every request that reuses a connection. Off
+    # by default: a connection that died while idle (database restart) fails one request,
+    # which Django then closes; clients retry 5xx with the same Idempotency-Key.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -234,6 +237,9 @@ FREQUENCY_CAP_MESSAGES = env.int("FREQUENCY_CAP_MESSAGES", default=3)
 FREQUENCY_CAP_WINDOW_HOURS = env.int("FREQUENCY_CAP_WINDOW_HOURS", default=24)
 
 # --- Journeys -------------------------------------------------------------------------
+# An accepted API event not applied after this long (its kick was lost) is applied by the
+# beat sweeper, which runs every SWEEP_INTERVAL_SECONDS.
+EVENT_SWEEP_AFTER_SECONDS = env.float("EVENT_SWEEP_AFTER_SECONDS", default=10.0)
 SCHEDULER_INTERVAL_SECONDS = env.float("SCHEDULER_INTERVAL_SECONDS", default=2.0)
 SCHEDULER_BATCH_SIZE = env.int("SCHEDULER_BATCH_SIZE", default=200)
 # A claimed enrollment whose worker died is claimable again after this lease.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
+from django.db.models import F
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -37,10 +38,19 @@ class EventInput(StrictSerializer):
 
 
 class EventOutput(serializers.ModelSerializer):
+    """An event and what applying it did. The API stores an event and answers 202 at once; a
+    worker applies it moments later: until then `processed_at` is null and the three lists
+    are empty. A replay of the key (200) shows the event as it is now."""
+
     contact = serializers.SerializerMethodField()
     enrolled = serializers.SerializerMethodField()
     converted = serializers.SerializerMethodField()
     resumed = serializers.SerializerMethodField()
+    processed_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When a worker matched the event to journeys; null until then.",
+    )
 
     class Meta:
         model = Event
@@ -51,6 +61,7 @@ class EventOutput(serializers.ModelSerializer):
             "properties",
             "occurred_at",
             "received_at",
+            "processed_at",
             "enrolled",
             "converted",
             "resumed",
@@ -69,24 +80,94 @@ class EventOutput(serializers.ModelSerializer):
         return event.result.get("resumed", [])
 
 
-def ingest(data: dict[str, Any], raw: Any, key: str | None, prefix: str) -> tuple[Event, bool]:
-    namespaced = f"api:{prefix}:{key}" if key else None
+_datetime = serializers.DateTimeField()
+
+
+def event_output(event: Event) -> dict[str, Any]:
+    """EventOutput's data, built directly: the event endpoints answer every request with it,
+    and a ModelSerializer costs more than the rest of a replay (the schema still comes from
+    EventOutput; tests/journeys/test_event_accept.py checks that the two agree)."""
+    result = event.result or {}
+    return {
+        "id": event.pk,
+        "name": event.name,
+        "contact": {
+            "id": event.contact_id,
+            "external_id": getattr(event, "contact_external_id", None) or event.contact.external_id,
+        },
+        "properties": event.properties,
+        "occurred_at": _datetime.to_representation(event.occurred_at),
+        "received_at": _datetime.to_representation(event.received_at),
+        "processed_at": (
+            _datetime.to_representation(event.processed_at) if event.processed_at else None
+        ),
+        "enrolled": result.get("enrolled", []),
+        "converted": result.get("converted", []),
+        "resumed": result.get("resumed", []),
+    }
+
+
+def stored_event(key: str | None, prefix: str) -> Event | None:
+    """The event stored under this client key (namespaced by the API key), if any."""
+    if not key:
+        return None
+    # The contact's external id is all the answer needs of the contact: a joined column,
+    # not a Contact instance (half the ORM cost of this, the only query of a replay).
+    qs = (
+        Event.objects.filter(idempotency_key=f"api:{prefix}:{key}")
+        .order_by()
+        .annotate(contact_external_id=F("contact__external_id"))
+    )
+    return next(iter(qs[:1]), None)
+
+
+def ingest(
+    data: dict[str, Any],
+    raw: Any,
+    key: str | None,
+    prefix: str,
+    *,
+    existing: Event | None | bool = True,
+) -> tuple[Event, bool]:
+    """Store the event (upserting its contact) and answer; a worker applies it after commit.
+    `existing`: the stored event of this key if the caller looked it up already (None: not
+    found), True to look it up here."""
     fingerprint = request_fingerprint(raw)
-    if namespaced:
+    if existing is True:
+        existing = stored_event(key, prefix)
+    if existing is not None:
         # A replay answers from the first request and touches nothing, not even the contact.
-        existing = Event.objects.filter(idempotency_key=namespaced).first()
-        if existing is not None:
-            return idempotent_replay(existing, fingerprint), False
-    with transaction.atomic():
-        contact = resolve_contact(data["contact"])
-        return services.event_ingest(
-            name=data["name"],
-            contact=contact,
-            properties=data.get("properties") or {},
-            occurred_at=data.get("occurred_at"),
-            idempotency_key=namespaced,
-            fingerprint=fingerprint,
-        )
+        return idempotent_replay(existing, fingerprint), False
+    contact = resolve_contact(data["contact"])
+    return services.event_accept(
+        name=data["name"],
+        contact=contact,
+        properties=data.get("properties") or {},
+        occurred_at=data.get("occurred_at"),
+        idempotency_key=f"api:{prefix}:{key}" if key else None,
+        fingerprint=fingerprint,
+    )
+
+
+def _exact_replay(request: Request) -> tuple[str | None, Event | None, Event | None]:
+    """Before validation: (the key as sent, its stored event, that event if this request's
+    body is the one it was stored from). An exact replay was valid the first time, so it is
+    answered without validating again; anything else goes through validation (a different
+    body then gets its 400 or 409 as before)."""
+    data = request.data
+    if not isinstance(data, dict):
+        return None, None, None
+    header = request.headers.get("Idempotency-Key", "").strip()
+    body_key = data.get("idempotency_key")
+    if body_key is not None and (not isinstance(body_key, str) or (header and header != body_key)):
+        return None, None, None
+    key = header or body_key
+    if not key or len(key) > 200:
+        return None, None, None
+    existing = stored_event(key, request.auth.prefix)
+    if existing is not None and existing.request_fingerprint == request_fingerprint(data):
+        return key, existing, existing
+    return key, existing, None
 
 
 class EventCreateView(APIView):
@@ -117,24 +198,42 @@ class EventCreateView(APIView):
                     "properties": {"order_id": "1001", "total": 49.9},
                     "occurred_at": "2026-11-23T10:00:00Z",
                     "received_at": "2026-11-23T10:00:00Z",
-                    "enrolled": [{"journey": "post-purchase", "enrollment": 12}],
+                    "processed_at": None,
+                    "enrolled": [],
                     "converted": [],
                     "resumed": [],
                 },
             ),
         ],
-        summary="Fire an event (enrolls the contact in matching journeys)",
+        summary="Fire an event (stored at once; matched to journeys moments later)",
+        description=(
+            "202: the event is stored (its contact upserted) and will be matched to journeys "
+            "by a worker within moments; `processed_at` is null until then. 200 with "
+            "`Idempotent-Replayed: true`: the key was seen, the answer shows the event as it "
+            "is now (with `enrolled`, `converted`, `resumed` once processed). 409: the key "
+            "was used with a different body."
+        ),
     )
     def post(self, request: Request) -> Response:
-        payload = EventInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        key = idempotency_key_from(request, payload.validated_data.get("idempotency_key"))
-        try:
-            event, created = ingest(payload.validated_data, request.data, key, request.auth.prefix)
-        except IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from exc
+        looked_up, existing, replay = _exact_replay(request)
+        if replay is not None:
+            event, created = replay, False
+        else:
+            payload = EventInput(data=request.data)
+            payload.is_valid(raise_exception=True)
+            key = idempotency_key_from(request, payload.validated_data.get("idempotency_key"))
+            try:
+                event, created = ingest(
+                    payload.validated_data,
+                    request.data,
+                    key,
+                    request.auth.prefix,
+                    existing=existing if key == looked_up else True,
+                )
+            except IdempotencyConflict as exc:
+                raise Conflict(str(exc)) from exc
         response = Response(
-            EventOutput(event).data, status=status.HTTP_202_ACCEPTED if created else 200
+            event_output(event), status=status.HTTP_202_ACCEPTED if created else 200
         )
         if not created:
             response["Idempotent-Replayed"] = "true"
@@ -155,7 +254,7 @@ class EventBatchView(APIView):
         responses={
             200: inline_serializer("EventBatchOutput", {"results": serializers.ListField()})
         },
-        summary=f"Fire up to {BATCH_LIMIT} events; each gets its own result",
+        summary=f"Fire up to {BATCH_LIMIT} events; each gets its own result (as for one event)",
     )
     def post(self, request: Request) -> Response:
         batch = EventBatchInput(data=request.data)
@@ -183,7 +282,7 @@ class EventBatchView(APIView):
                 {
                     "index": index,
                     "status": 202 if created else 200,
-                    "event": EventOutput(event).data,
+                    "event": event_output(event),
                 }
             )
         return Response({"results": results})

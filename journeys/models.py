@@ -27,10 +27,17 @@ class Event(models.Model):
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     result = models.JSONField(default=dict, blank=True, help_text="What ingestion did.")
+    # Null while accepted but not yet applied (matched to journeys) by a worker.
+    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
         indexes = [
+            models.Index(
+                fields=["id"],
+                name="event_unprocessed",
+                condition=models.Q(processed_at__isnull=True),
+            ),
             models.Index(fields=["contact", "-occurred_at"], name="event_contact_recent"),
             models.Index(fields=["name", "-occurred_at"], name="event_name_recent"),
         ]

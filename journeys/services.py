@@ -165,10 +165,15 @@ def kick(enrollment_ids: list[int]) -> None:
     """Advance these enrollments soon after the current transaction commits."""
     if not enrollment_ids:
         return
-    from .tasks import advance_enrollments
+    from .tasks import CHUNK, advance_enrollments
 
     ids = list(enrollment_ids)
-    transaction.on_commit(lambda: advance_enrollments.delay(ids), robust=True)
+
+    def enqueue() -> None:
+        for start in range(0, len(ids), CHUNK):
+            advance_enrollments.delay(ids[start : start + CHUNK])
+
+    transaction.on_commit(enqueue, robust=True)
 
 
 def _convert(event: Event, now: dt.datetime) -> list[int]:
@@ -201,6 +206,40 @@ def _wake(event: Event, now: dt.datetime) -> list[int]:
     return ids
 
 
+def _apply_event(
+    event: Event, now: dt.datetime, journeys: dict[str, list[Journey]] | None = None
+) -> list[int]:
+    """What an event does, in the caller's transaction: its touchpoint, goal conversions,
+    waiting enrollments woken, new enrollments; the result and processed_at stored on the
+    event. Returns the enrollments to advance (the caller kicks them on commit). `journeys`
+    caches the active journeys per event name across a batch."""
+    touchpoint_record(
+        contact_id=event.contact_id,
+        kind="event",
+        direction=Direction.INBOUND if event.source == Event.Source.API else Direction.INTERNAL,
+        occurred_at=event.occurred_at,
+        data={"name": event.name, "event_id": event.pk, "properties": event.properties or {}},
+        dedupe_key=f"event:{event.pk}",
+    )
+    converted = _convert(event, now)
+    woken = _wake(event, now)
+    if journeys is None:
+        journeys = {}
+    if event.name not in journeys:
+        journeys[event.name] = _active_journeys(event.name)
+    entered = []
+    for journey in journeys[event.name]:
+        if not filter_matches(journey.trigger_filter, event.properties):
+            continue
+        enrollment = enrollment_start(journey=journey, contact=event.contact, event=event, now=now)
+        if enrollment is not None:
+            entered.append({"journey": journey.slug, "enrollment": enrollment.pk})
+    event.result = {"enrolled": entered, "converted": converted, "resumed": woken}
+    event.processed_at = now
+    Event.objects.filter(pk=event.pk).update(result=event.result, processed_at=now)
+    return [e["enrollment"] for e in entered] + woken
+
+
 def event_ingest(
     *,
     name: str,
@@ -211,9 +250,9 @@ def event_ingest(
     fingerprint: str = "",
     source: str = Event.Source.API,
 ) -> tuple[Event, bool]:
-    """Store an event and apply it in one transaction: its touchpoint, goal conversions,
-    waiting enrollments woken, new enrollments (kicked on commit). Returns (event, created);
-    a replayed key returns the first event and changes nothing."""
+    """Store an event and apply it in one transaction (internal events: a reply must wake
+    its enrollment now). Returns (event, created); a replayed key returns the first event and
+    changes nothing. The API stores with `event_accept` and applies in a task instead."""
     if idempotency_key:
         existing = Event.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -230,38 +269,119 @@ def event_ingest(
                 idempotency_key=idempotency_key or None,
                 request_fingerprint=fingerprint,
             )
-            touchpoint_record(
-                contact_id=contact.pk,
-                kind="event",
-                direction=Direction.INBOUND if source == Event.Source.API else Direction.INTERNAL,
-                occurred_at=event.occurred_at,
-                data={"name": name, "event_id": event.pk, "properties": properties or {}},
-                dedupe_key=f"event:{event.pk}",
-            )
-            converted = _convert(event, now)
-            woken = _wake(event, now)
-            entered = []
-            for journey in _active_journeys(name):
-                if not filter_matches(journey.trigger_filter, event.properties):
-                    continue
-                enrollment = enrollment_start(
-                    journey=journey, contact=contact, event=event, now=now
-                )
-                if enrollment is not None:
-                    entered.append({"journey": journey.slug, "enrollment": enrollment.pk})
-            event.result = {
-                "enrolled": entered,
-                "converted": converted,
-                "resumed": woken,
-            }
-            event.save(update_fields=["result"])
-            kick([e["enrollment"] for e in entered] + woken)
+            kick(_apply_event(event, now))
     except IntegrityError:
         if not idempotency_key:
             raise
         existing = Event.objects.get(idempotency_key=idempotency_key)
         return idempotent_replay(existing, fingerprint), False
     return event, True
+
+
+def event_accept(
+    *,
+    name: str,
+    contact: Contact,
+    properties: dict[str, Any] | None = None,
+    occurred_at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> tuple[Event, bool]:
+    """Store an API event durably (idempotent on its key: the unique constraint decides a
+    race) and have a worker apply it soon after commit (`events_apply_pending`); the beat
+    sweeper applies any whose kick was lost. Returns (event, created)."""
+    event = Event(
+        name=name,
+        contact=contact,
+        properties=properties or {},
+        occurred_at=occurred_at or timezone.now(),
+        source=Event.Source.API,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
+    )
+    try:
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate key must not break the caller
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)  # autocommit: one round trip, no BEGIN/COMMIT
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        existing = Event.objects.select_related("contact").get(idempotency_key=idempotency_key)
+        return idempotent_replay(existing, fingerprint), False
+    transaction.on_commit(events_kick, robust=True)
+    return event, True
+
+
+EVENTS_KICK_FLAG = "journeys:events-kick-pending"
+# How long a kick's flag lives if its task never starts (a lost publish): the sweeper
+# applies the events meanwhile.
+EVENTS_KICK_FLAG_SECONDS = 30
+EVENTS_BATCH = 100
+
+
+def events_kick() -> None:
+    """Queue `process_events` unless one is already queued and not yet started: a burst of
+    events costs one cache round trip each and one task, not a task per event."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from .tasks import process_events
+
+    if not settings.REDIS_URL:
+        # The embedded default's cache is per process: the worker could not clear a flag
+        # set here. A task per event then (one web process, light load).
+        process_events.delay()
+        return
+    if not cache.add(EVENTS_KICK_FLAG, 1, EVENTS_KICK_FLAG_SECONDS):
+        return
+    try:
+        process_events.delay()
+    except Exception:
+        cache.delete(EVENTS_KICK_FLAG)
+        raise
+
+
+def events_kick_taken() -> None:
+    """A `process_events` task started: events accepted from now on need a new kick."""
+    from django.core.cache import cache
+
+    cache.delete(EVENTS_KICK_FLAG)
+
+
+def events_apply_pending(*, older_than: float = 0.0, max_batches: int = 50) -> int:
+    """Apply accepted events not yet applied, oldest first, in batches (one transaction each;
+    SKIP LOCKED lets several workers share the backlog). An event whose work raises is marked
+    applied with the error in its result (logged), so it cannot block the queue."""
+    applied = 0
+    journeys: dict[str, list[Journey]] = {}
+    for _ in range(max_batches):
+        now = timezone.now()
+        with transaction.atomic():
+            pending = Event.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+                processed_at__isnull=True
+            )
+            if older_than:
+                pending = pending.filter(received_at__lte=now - dt.timedelta(seconds=older_than))
+            batch = list(pending.select_related("contact").order_by("id")[:EVENTS_BATCH])
+            to_kick: list[int] = []
+            for event in batch:
+                try:
+                    with transaction.atomic():
+                        to_kick += _apply_event(event, now, journeys)
+                except Exception as exc:
+                    logger.exception("Applying event %s failed", event.pk)
+                    Event.objects.filter(pk=event.pk).update(
+                        result={"error": type(exc).__name__}, processed_at=now
+                    )
+            kick(to_kick)
+        applied += len(batch)
+        if len(batch) < EVENTS_BATCH:
+            break
+    else:
+        events_kick()  # more left: another task continues
+    return applied
 
 
 def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> None:

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from . import engine
+from . import engine, services
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +77,20 @@ def schedule_due(chained: bool = False) -> int:
                 cache.delete(CHAIN_KEY)
             break
     return claimed
+
+
+@shared_task(name="journeys.process_events", **ADVANCE_TASK_OPTIONS)
+def process_events() -> int:
+    """Apply the events the API accepted (kicked on their commit)."""
+    services.events_kick_taken()
+    return services.events_apply_pending()
+
+
+@shared_task(name="journeys.sweep_events", ignore_result=True, time_limit=120)
+def sweep_events() -> int:
+    """Beat: apply accepted events whose kick was lost (a crash between commit and publish,
+    a broker outage) once they are EVENT_SWEEP_AFTER_SECONDS old."""
+    applied = services.events_apply_pending(older_than=settings.EVENT_SWEEP_AFTER_SECONDS)
+    if applied:
+        logger.warning("Swept %d accepted events whose kick was lost", applied)
+    return applied

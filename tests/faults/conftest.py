@@ -129,7 +129,10 @@ def db_state(journey=None) -> dict[str, Any]:
     enrollments = Enrollment.objects.all()
     if journey is not None:
         enrollments = enrollments.filter(journey=journey)
+    from journeys.models import Event
+
     return {
+        "unapplied_events": Event.objects.filter(processed_at__isnull=True).count(),
         "messages": dict(Message.objects.values_list("status").annotate(n=Count("pk")).order_by()),
         "enrollments": dict(enrollments.values_list("state").annotate(n=Count("pk")).order_by()),
     }
@@ -519,6 +522,8 @@ def touchline_env(
             "MESSAGE_SENDING_TIMEOUT_SECONDS": "5",
             "MESSAGE_QUEUED_LEASE_SECONDS": "10",
             "SWEEP_INTERVAL_SECONDS": "1",
+            # An accepted event whose kick was lost is applied by the sweeper after 5 s.
+            "EVENT_SWEEP_AFTER_SECONDS": "5",
             "SCHEDULER_INTERVAL_SECONDS": "1",
             "SCHEDULER_LEASE_SECONDS": "5",
             "PROVIDER_TIMEOUT_SECONDS": "5",

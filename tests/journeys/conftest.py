@@ -8,7 +8,9 @@ import pytest
 from django.conf import settings
 from twilio.request_validator import RequestValidator
 
+from journeys.api import EventOutput
 from journeys.blueprints import install_blueprints
+from journeys.models import Event
 
 
 @pytest.fixture
@@ -18,7 +20,8 @@ def blueprints(db):
 
 @pytest.fixture
 def fire(api, django_capture_on_commit_callbacks):
-    """POST an event; its on-commit work (advancing, delivering) runs inline (eager Celery)."""
+    """POST an event; its on-commit work (applying the event, advancing, delivering) runs
+    inline (eager Celery). Returns the event as a replay of its key would show it then."""
 
     def _fire(name, contact, properties=None, key=None, status=202):
         payload = {"name": name, "contact": contact, "properties": properties or {}}
@@ -26,7 +29,13 @@ def fire(api, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=True):
             response = api.post("/api/v1/events/", payload, format="json", **headers)
         assert response.status_code == status, response.content
-        return response.json()
+        if status != 202:
+            return response.json()
+        accepted = response.json()
+        # The answer comes before the event is applied (a worker does it after commit).
+        assert accepted["processed_at"] is None
+        assert accepted["enrolled"] == [] and accepted["resumed"] == []
+        return EventOutput(Event.objects.get(pk=accepted["id"])).data
 
     return _fire
 

@@ -1,0 +1,171 @@
+"""The API accepts an event (stored, 202) and a worker applies it: one task per burst, a
+sweeper for events whose kick was lost, each event applied once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from unittest import mock
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from journeys import services, tasks
+from journeys.models import Enrollment, Event, Journey, Step
+from messaging.models import Touchpoint
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_pending_kick():
+    cache.delete(services.EVENTS_KICK_FLAG)
+    yield
+    cache.delete(services.EVENTS_KICK_FLAG)
+
+
+@pytest.fixture
+def journey():
+    journey = Journey.objects.create(
+        name="J", slug="j", status="active", trigger_event="thing.happened"
+    )
+    Step.objects.create(
+        journey=journey, position=0, key="pause", kind="wait", config={"duration_seconds": 3600}
+    )
+    return journey
+
+
+def post(api, key, properties=None):
+    body = {"name": "thing.happened", "contact": {"external_id": "c1"}}
+    body["properties"] = properties or {}
+    return api.post("/api/v1/events/", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_the_answer_comes_before_the_work_and_a_replay_shows_it_done(
+    api, journey, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as kicks:
+        accepted = post(api, "a1")
+    assert accepted.status_code == 202
+    assert accepted.json()["processed_at"] is None and accepted.json()["enrolled"] == []
+    assert Enrollment.objects.count() == 0  # nothing applied inside the request
+    assert len(kicks) == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        kicks[0]()  # the kick: process_events runs (eager Celery)
+    replay = post(api, "a1")
+    assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true"
+    enrollment = Enrollment.objects.get()
+    assert replay.json()["enrolled"] == [{"journey": "j", "enrollment": enrollment.pk}]
+    assert replay.json()["processed_at"] is not None
+    assert Touchpoint.objects.filter(kind="event").count() == 1
+
+
+def test_a_burst_of_events_queues_one_task(
+    api, journey, django_capture_on_commit_callbacks, settings
+):
+    if not settings.REDIS_URL:
+        pytest.skip("the pending-kick flag needs the shared (Redis) cache")
+    with mock.patch.object(tasks.process_events, "delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            for i in range(5):
+                assert post(api, f"burst-{i}").status_code == 202
+        assert delay.call_count == 1  # the other four saw the pending kick
+        tasks.process_events.run()  # the queued task, as a worker runs it
+        assert Event.objects.filter(processed_at__isnull=True).count() == 0
+        assert Enrollment.objects.count() == 1  # once at a time: the first event enrolls
+        # The task took the kick: the next event queues a new one.
+        with django_capture_on_commit_callbacks(execute=True):
+            post(api, "burst-after")
+        assert delay.call_count == 2
+
+
+def test_a_lost_kick_is_swept(api, journey, django_capture_on_commit_callbacks, settings):
+    settings.EVENT_SWEEP_AFTER_SECONDS = 10
+    with django_capture_on_commit_callbacks(execute=False):  # the process dies: no kick
+        assert post(api, "lost").status_code == 202
+    event = Event.objects.get()
+    assert tasks.sweep_events() == 0  # too fresh: its kick may still be on the way
+    assert Event.objects.get().processed_at is None
+    Event.objects.filter(pk=event.pk).update(received_at=timezone.now() - dt.timedelta(seconds=11))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_events() == 1
+    event.refresh_from_db()
+    assert event.processed_at is not None
+    assert event.result["enrolled"] == [{"journey": "j", "enrollment": Enrollment.objects.get().pk}]
+    assert tasks.sweep_events() == 0  # applied once
+
+
+def test_an_event_whose_work_fails_is_parked_not_retried_forever(api, journey, caplog):
+    accepted = post(api, "boom")
+    with mock.patch.object(services, "_wake", side_effect=RuntimeError("boom")):
+        assert services.events_apply_pending() == 1
+    event = Event.objects.get(pk=accepted.json()["id"])
+    assert event.processed_at is not None and event.result == {"error": "RuntimeError"}
+    assert Enrollment.objects.count() == 0  # the failed event's work rolled back
+    assert "Applying event" in caplog.text
+    assert services.events_apply_pending() == 0
+
+
+def test_new_event_request_queries_are_few(api, journey, django_assert_max_num_queries):
+    post(api, "warm")  # the contact exists now, unchanged by the next request
+    # replay lookup, contact read (unchanged: no lock, no UPDATE), INSERT in a savepoint
+    # (SAVEPOINT, INSERT, RELEASE under the test's transaction)
+    with django_assert_max_num_queries(5):
+        assert post(api, "second").status_code == 202
+    with django_assert_max_num_queries(1):
+        assert post(api, "second").status_code == 200
+
+
+def test_the_fast_output_is_the_documented_serializer(api, journey):
+    import json
+
+    from journeys.api import EventOutput, event_output
+
+    accepted = post(api, "out", properties={"order": {"id": 1}})
+    event = Event.objects.get(pk=accepted.json()["id"])
+    assert accepted.json() == json.loads(json.dumps(EventOutput(event).data))
+    services.events_apply_pending()
+    event = Event.objects.select_related("contact").get(pk=event.pk)
+    assert event.processed_at is not None and event.result["enrolled"]
+    assert json.loads(json.dumps(event_output(event))) == json.loads(
+        json.dumps(EventOutput(event).data)
+    )
+
+
+def test_replays_answered_before_validation_only_when_the_body_is_the_same(api, journey):
+    assert post(api, "r1").status_code == 202
+    again = post(api, "r1")
+    assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+    # The same key with an invalid body: its validation error, as before.
+    bad = api.post(
+        "/api/v1/events/",
+        {"name": "bad name", "contact": {"external_id": "c1"}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="r1",
+    )
+    assert bad.status_code == 400
+    # The key in the body instead of the header: the same event.
+    body = {"name": "thing.happened", "contact": {"external_id": "c2"}, "idempotency_key": "r2"}
+    first = api.post("/api/v1/events/", body, format="json")
+    replay = api.post("/api/v1/events/", body, format="json")
+    assert (first.status_code, replay.status_code) == (202, 200)
+    assert replay.json()["id"] == first.json()["id"]
+    # Header and body disagreeing is a 400, even when one of them names a stored event.
+    mixed = api.post("/api/v1/events/", body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
+    assert mixed.status_code == 400
+    assert Event.objects.count() == 2
+
+
+def test_without_a_shared_cache_every_event_kicks(
+    api, journey, settings, django_capture_on_commit_callbacks
+):
+    # The embedded default: the worker's cache is not the web process's, so no pending flag.
+    settings.REDIS_URL = ""
+    with (
+        mock.patch.object(tasks.process_events, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        for i in range(3):
+            assert post(api, f"local-{i}").status_code == 202
+    assert delay.call_count == 3
