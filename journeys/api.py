@@ -46,6 +46,7 @@ class EventOutput(serializers.ModelSerializer):
     enrolled = serializers.SerializerMethodField()
     converted = serializers.SerializerMethodField()
     resumed = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
     processed_at = serializers.DateTimeField(
         read_only=True,
         allow_null=True,
@@ -65,6 +66,7 @@ class EventOutput(serializers.ModelSerializer):
             "enrolled",
             "converted",
             "resumed",
+            "error",
         ]
 
     def get_contact(self, event: Event) -> dict[str, Any]:
@@ -78,6 +80,10 @@ class EventOutput(serializers.ModelSerializer):
 
     def get_resumed(self, event: Event) -> list[int]:
         return event.result.get("resumed", [])
+
+    def get_error(self, event: Event) -> str:
+        """Why applying the event failed (it is not retried); empty otherwise."""
+        return event.result.get("error", "")
 
 
 _datetime = serializers.DateTimeField()
@@ -104,6 +110,7 @@ def event_output(event: Event) -> dict[str, Any]:
         "enrolled": result.get("enrolled", []),
         "converted": result.get("converted", []),
         "resumed": result.get("resumed", []),
+        "error": result.get("error", ""),
     }
 
 
@@ -168,6 +175,25 @@ def _exact_replay(request: Request) -> tuple[str | None, Event | None, Event | N
     if existing is not None and existing.request_fingerprint == request_fingerprint(data):
         return key, existing, existing
     return key, existing, None
+
+
+class EventDetailView(APIView):
+    required_scopes = {"GET": "events:read"}
+
+    @extend_schema(
+        responses={200: EventOutput},
+        summary="An event and what applying it did (processed_at null until a worker has)",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        event = (
+            Event.objects.filter(pk=pk)
+            .order_by()
+            .annotate(contact_external_id=F("contact__external_id"))
+            .first()
+        )
+        if event is None:
+            raise exceptions.NotFound("No event has this id.")
+        return Response(event_output(event))
 
 
 class EventCreateView(APIView):

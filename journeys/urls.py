@@ -4,6 +4,7 @@ from . import api
 
 urlpatterns = [
     path("events/", api.EventCreateView.as_view(), name="api-events"),
+    path("events/<int:pk>/", api.EventDetailView.as_view(), name="api-event"),
     path("events/batch/", api.EventBatchView.as_view(), name="api-events-batch"),
     path("journeys/", api.JourneyListView.as_view(), name="api-journeys"),
     path("journeys/<slug:slug>/", api.JourneyDetailView.as_view(), name="api-journey"),

@@ -22,6 +22,7 @@ from .models import ApiKey
 
 ALL_SCOPES = (
     "events:write",
+    "events:read",
     "contacts:read",
     "contacts:write",
     "messages:read",

@@ -286,7 +286,15 @@ def test_staff_workspace_in_a_browser(live_stack, page: Page, js_errors: list[st
         timeout=10,
     )
     assert response.status_code == 202, response.text
-    assert [e["journey"] for e in response.json()["enrolled"]] == ["welcome-by-sms"]
+    assert response.json()["processed_at"] is None  # stored; a worker applies it
+    event_url = f"{base}/api/v1/events/{response.json()['id']}/"
+
+    def applied():
+        event = requests.get(event_url, headers={"Authorization": f"Api-Key {key}"}, timeout=10)
+        return event.json() if event.json()["processed_at"] else None
+
+    event = wait_for("the worker to apply the event", applied)
+    assert [e["journey"] for e in event["enrolled"]] == ["welcome-by-sms"]
     message = wait_for(
         "the journey's SMS to be delivered",
         lambda: Message.objects.filter(contact=contact, status="delivered").first(),

@@ -105,6 +105,33 @@ def test_an_event_whose_work_fails_is_parked_not_retried_forever(api, journey, c
     assert Enrollment.objects.count() == 0  # the failed event's work rolled back
     assert "Applying event" in caplog.text
     assert services.events_apply_pending() == 0
+    shown = api.get(f"/api/v1/events/{event.pk}/").json()
+    assert shown["error"] == "RuntimeError" and shown["processed_at"] is not None
+
+
+def test_an_event_can_be_read_back_with_what_applying_it_did(api, journey):
+    from rest_framework.test import APIClient
+
+    from messaging.models import ApiKey
+
+    accepted = post(api, "read-back").json()
+    url = f"/api/v1/events/{accepted['id']}/"
+    pending = api.get(url)
+    assert pending.status_code == 200
+    assert pending.json() == accepted  # stored, not applied yet
+    services.events_apply_pending()
+    done = api.get(url).json()
+    enrollment = Enrollment.objects.get()
+    assert done["processed_at"] is not None and done["error"] == ""
+    assert done["enrolled"] == [{"journey": "j", "enrollment": enrollment.pk}]
+    assert done["contact"] == {"id": enrollment.contact_id, "external_id": "c1"}
+
+    assert api.get("/api/v1/events/999999/").status_code == 404
+    _, writer = ApiKey.objects.create_key(name="writer", scopes=["events:write"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {writer}")
+    denied = client.get(url)
+    assert denied.status_code == 403 and "events:read" in denied.json()["errors"][0]["detail"]
 
 
 def test_new_event_request_queries_are_few(api, journey, django_assert_max_num_queries):
