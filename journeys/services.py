@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from messaging.models import Contact, Direction, Touchpoint
@@ -364,7 +365,8 @@ def events_apply_pending(*, older_than: float = 0.0, max_batches: int = 50) -> i
             )
             if older_than:
                 pending = pending.filter(received_at__lte=now - dt.timedelta(seconds=older_than))
-            batch = list(pending.select_related("contact").order_by("id")[:EVENTS_BATCH])
+            claimed = list(pending.select_related("contact").order_by("id")[:EVENTS_BATCH])
+            batch = _in_contact_order(claimed)
             to_kick: list[int] = []
             for event in batch:
                 try:
@@ -376,12 +378,43 @@ def events_apply_pending(*, older_than: float = 0.0, max_batches: int = 50) -> i
                         result={"error": type(exc).__name__}, processed_at=now
                     )
             kick(to_kick)
+            if len(batch) < len(claimed):
+                # Left for whoever holds the contact's earlier event; look again shortly.
+                from .tasks import process_events
+
+                transaction.on_commit(lambda: process_events.apply_async(countdown=1), robust=True)
         applied += len(batch)
-        if len(batch) < EVENTS_BATCH:
+        if len(claimed) < EVENTS_BATCH or len(batch) < len(claimed):
             break
     else:
         events_kick()  # more left: another task continues
     return applied
+
+
+def _in_contact_order(claimed: list[Event]) -> list[Event]:
+    """The claimed events minus those of a contact with an earlier event still unapplied
+    outside this claim (another worker holds it, mid-batch): a contact's events are applied
+    in the order they arrived — a goal event must not overtake the event that enrolls. The
+    ones left out stay pending (unlocked at commit) and are applied on a later pass."""
+    if not claimed:
+        return claimed
+    earliest_elsewhere = dict(
+        Event.objects.filter(
+            processed_at__isnull=True,
+            contact_id__in={event.contact_id for event in claimed},
+            id__lt=claimed[-1].pk,
+        )
+        .exclude(id__in=[event.pk for event in claimed])
+        .order_by()
+        .values("contact_id")
+        .annotate(first=Min("id"))
+        .values_list("contact_id", "first")
+    )
+    return [
+        event
+        for event in claimed
+        if event.pk < earliest_elsewhere.get(event.contact_id, event.pk + 1)
+    ]
 
 
 def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> None:

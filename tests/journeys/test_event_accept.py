@@ -196,3 +196,61 @@ def test_without_a_shared_cache_every_event_kicks(
         for i in range(3):
             assert post(api, f"local-{i}").status_code == 202
     assert delay.call_count == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    __import__("django.db").db.connection.vendor != "postgresql",
+    reason="SKIP LOCKED needs PostgreSQL",
+)
+def test_a_contacts_events_are_applied_in_the_order_they_arrived(journey):
+    """While another worker holds a contact's earlier event (mid-batch), that contact's later
+    event is left pending, not applied ahead of it; other contacts' events go on."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from tests.factories import ContactFactory
+
+    ada, bob = ContactFactory(external_id="ada"), ContactFactory(external_id="bob")
+
+    def accept(contact, key):
+        event, _ = services.event_accept(
+            name="thing.happened", contact=contact, properties={}, idempotency_key=key
+        )
+        return event
+
+    with mock.patch.object(services, "events_kick"):  # no worker yet: applied below
+        first, later, other = accept(ada, "e1"), accept(ada, "e2"), accept(bob, "e3")
+    assert Event.objects.filter(processed_at__isnull=True).count() == 3
+    held, release = threading.Event(), threading.Event()
+
+    def other_worker():
+        try:
+            with transaction.atomic():
+                Event.objects.select_for_update().filter(pk=first.pk).get()
+                held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    try:
+        assert held.wait(10)
+        with mock.patch("journeys.tasks.process_events.apply_async") as look_again:
+            services.events_apply_pending()
+        assert look_again.called  # the skipped event is looked at again shortly
+    finally:
+        release.set()
+        worker.join()
+    applied = set(Event.objects.filter(processed_at__isnull=False).values_list("pk", flat=True))
+    assert applied == {other.pk}  # bob's went on; ada's later one waited for her first
+    services.events_apply_pending()
+    order = list(
+        Event.objects.filter(contact=ada)
+        .order_by("processed_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    assert order == [first.pk, later.pk]
+    assert Event.objects.filter(processed_at__isnull=True).count() == 0
