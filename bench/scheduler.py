@@ -201,7 +201,7 @@ def main() -> None:
         worker = c.start_worker("scheduler-worker")
         rates, engine_rates, bare_rates, per_row_rates = [], [], [], []
         try:
-            wait_ready(worker)
+            wait_ready([worker])
             for _ in range(c.RUNS):
                 make_due(journey, wait, contacts)
                 bare_rates.append(bare_sql(batch, ADVANCE_BATCH))
