@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -145,15 +145,25 @@ def ingest(
     if existing is not None:
         # A replay answers from the first request and touches nothing, not even the contact.
         return idempotent_replay(existing, fingerprint), False
-    contact = resolve_contact(data["contact"])
-    return services.event_accept(
-        name=data["name"],
-        contact=contact,
-        properties=data.get("properties") or {},
-        occurred_at=data.get("occurred_at"),
-        idempotency_key=f"api:{prefix}:{key}" if key else None,
-        fingerprint=fingerprint,
-    )
+    try:
+        # The contact's changes and the event commit together: a request that ends in a 409
+        # (or an error) leaves the contact as it was.
+        with transaction.atomic():
+            contact = resolve_contact(data["contact"])
+            return services.event_accept(
+                name=data["name"],
+                contact=contact,
+                properties=data.get("properties") or {},
+                occurred_at=data.get("occurred_at"),
+                idempotency_key=f"api:{prefix}:{key}" if key else None,
+                fingerprint=fingerprint,
+            )
+    except IntegrityError:
+        # Another request stored this key first (the unique constraint decided the race).
+        existing = stored_event(key, prefix)
+        if existing is None:
+            raise
+        return idempotent_replay(existing, fingerprint), False
 
 
 def _exact_replay(request: Request) -> tuple[str | None, Event | None, Event | None]:
@@ -169,7 +179,7 @@ def _exact_replay(request: Request) -> tuple[str | None, Event | None, Event | N
     if body_key is not None and (not isinstance(body_key, str) or (header and header != body_key)):
         return None, None, None
     key = header or body_key
-    if not key or len(key) > 200:
+    if not key or len(key) > 200 or "\x00" in key:  # validation answers these with a 400
         return None, None, None
     existing = stored_event(key, request.auth.prefix)
     if existing is not None and existing.request_fingerprint == request_fingerprint(data):

@@ -71,7 +71,11 @@ SAVED_FIELDS = [
 
 def _update_rows(enrollments: list[Enrollment], names: list[str]) -> None:
     """One `UPDATE ... FROM (VALUES ...)` for these rows and fields. (QuerySet.bulk_update
-    builds a CASE per field and row: 3 ms of Python per enrollment, more than the engine.)"""
+    builds a CASE per field and row: 3 ms of Python per enrollment, more than the engine.)
+    The casts are PostgreSQL's; elsewhere (the embedded SQLite) bulk_update does it."""
+    if connection.vendor != "postgresql":
+        Enrollment.objects.bulk_update(enrollments, names)
+        return
     fields = [Enrollment._meta.pk] + [Enrollment._meta.get_field(name) for name in names]
     row = "(" + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields) + ")"
     columns = [connection.ops.quote_name(f.column) for f in fields]

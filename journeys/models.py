@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from messaging.models import Contact, Message
 
@@ -28,7 +29,10 @@ class Event(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True)
     result = models.JSONField(default=dict, blank=True, help_text="What ingestion did.")
     # Null while accepted but not yet applied (matched to journeys) by a worker.
-    processed_at = models.DateTimeField(null=True, blank=True)
+    # The database default marks rows inserted by code that predates this column (the old
+    # web processes of a rolling deploy apply their events in the request) as applied, so the
+    # sweeper never applies them twice; event_accept stores NULL explicitly.
+    processed_at = models.DateTimeField(null=True, blank=True, db_default=Now())
 
     class Meta:
         ordering = ["-occurred_at", "-id"]

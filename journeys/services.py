@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -299,13 +299,16 @@ def event_accept(
         source=Event.Source.API,
         idempotency_key=idempotency_key or None,
         request_fingerprint=fingerprint,
+        processed_at=None,  # pending: a worker applies it (the column's default says applied)
     )
+    if transaction.get_connection().in_atomic_block:
+        # A duplicate key aborts the caller's transaction: it rolls back (its contact changes
+        # too) and answers the replay from the stored event (journeys.api.ingest).
+        event.save(force_insert=True)
+        transaction.on_commit(events_kick, robust=True)
+        return event, True
     try:
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():  # a savepoint: a duplicate key must not break the caller
-                event.save(force_insert=True)
-        else:
-            event.save(force_insert=True)  # autocommit: one round trip, no BEGIN/COMMIT
+        event.save(force_insert=True)  # autocommit: one round trip, no BEGIN/COMMIT
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -320,6 +323,8 @@ EVENTS_KICK_FLAG = "journeys:events-kick-pending"
 # applies the events meanwhile.
 EVENTS_KICK_FLAG_SECONDS = 30
 EVENTS_BATCH = 100
+# Errors that say nothing about the event itself: it is applied again on a later pass.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
 def events_kick() -> None:
@@ -368,16 +373,26 @@ def events_apply_pending(*, older_than: float = 0.0, max_batches: int = 50) -> i
             claimed = list(pending.select_related("contact").order_by("id")[:EVENTS_BATCH])
             batch = _in_contact_order(claimed)
             to_kick: list[int] = []
+            held: set[int] = set()  # contacts whose event met a passing database error
             for event in batch:
+                if event.contact_id in held:
+                    continue  # after its contact's earlier event, on the next pass
                 try:
                     with transaction.atomic():
                         to_kick += _apply_event(event, now, journeys)
+                except TRANSIENT_ERRORS:
+                    # A deadlock, a lock or statement timeout, a lost connection: not the
+                    # event's fault. It stays pending (202 was answered: it must not be lost).
+                    logger.warning("Applying event %s deferred", event.pk, exc_info=True)
+                    held.add(event.contact_id)
                 except Exception as exc:
                     logger.exception("Applying event %s failed", event.pk)
                     Event.objects.filter(pk=event.pk).update(
                         result={"error": type(exc).__name__}, processed_at=now
                     )
             kick(to_kick)
+            if held:
+                batch = [event for event in batch if event.contact_id not in held]
             if len(batch) < len(claimed):
                 # Left for whoever holds the contact's earlier event; look again shortly.
                 from .tasks import process_events

@@ -77,6 +77,11 @@ def _generation() -> str | None:
         return value
     try:
         value = cache.get(GENERATION_KEY)
+        if value is None:
+            # First use, or Redis lost it (a restart, a flush): a fresh token, so that no
+            # verification cached under the lost one (or under none) is trusted again.
+            cache.add(GENERATION_KEY, uuid.uuid4().hex, None)
+            value = cache.get(GENERATION_KEY)
     except Exception:  # the cache is down: verify against the database instead
         logger.warning("API key generation unavailable; verifying keys in the database")
         return _UNAVAILABLE

@@ -524,6 +524,9 @@ def touchline_env(
             "SWEEP_INTERVAL_SECONDS": "1",
             # An accepted event whose kick was lost is applied by the sweeper after 5 s.
             "EVENT_SWEEP_AFTER_SECONDS": "5",
+            # One API key posts every event of a run (2,000 and their retries at full size):
+            # the per-key throttle is not what these tests are about.
+            "API_RATE_LIMIT": "1000000/min",
             "SCHEDULER_INTERVAL_SECONDS": "1",
             "SCHEDULER_LEASE_SECONDS": "5",
             "PROVIDER_TIMEOUT_SECONDS": "5",

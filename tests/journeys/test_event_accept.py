@@ -254,3 +254,91 @@ def test_a_contacts_events_are_applied_in_the_order_they_arrived(journey):
     )
     assert order == [first.pk, later.pk]
     assert Event.objects.filter(processed_at__isnull=True).count() == 0
+
+
+def test_a_passing_database_error_leaves_the_event_pending_not_failed(
+    api, journey, django_capture_on_commit_callbacks
+):
+    """A deadlock or a lock timeout is not the event's fault: it (and its contact's later
+    events) stay pending for the next pass; other contacts' events go on."""
+    from django.db import OperationalError
+
+    first = post(api, "t1").json()["id"]
+    later = post(api, "t2").json()["id"]
+    other = api.post(
+        "/api/v1/events/",
+        {"name": "thing.happened", "contact": {"external_id": "c2"}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="t3",
+    ).json()["id"]
+    real_wake = services._wake
+
+    def deadlock_once(event, now):
+        if event.pk == first:
+            raise OperationalError("deadlock detected")
+        return real_wake(event, now)
+
+    with (
+        mock.patch.object(services, "_wake", side_effect=deadlock_once),
+        mock.patch("journeys.tasks.process_events.apply_async") as look_again,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.events_apply_pending()
+    pending = set(Event.objects.filter(processed_at__isnull=True).values_list("pk", flat=True))
+    assert pending == {first, later}
+    assert Event.objects.get(pk=other).processed_at is not None
+    assert Event.objects.get(pk=first).result == {}  # not parked as failed
+    assert look_again.called
+    services.events_apply_pending()
+    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert Enrollment.objects.count() == 2
+
+
+def test_an_event_written_by_older_code_counts_as_applied(journey):
+    """A rolling deploy: an old web process inserts events it has applied itself, without
+    processed_at. The column's database default marks them applied, so the sweeper does not
+    apply them a second time."""
+    from tests.factories import ContactFactory
+
+    contact = ContactFactory(external_id="old")
+    with connection_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO journeys_event (name, contact_id, properties, occurred_at, received_at,"
+            " source, request_fingerprint, result) VALUES"
+            " ('thing.happened', %s, '{}', %s, %s, 'api', '', '{}')",
+            [contact.pk, timezone.now(), timezone.now()],
+        )
+    assert Event.objects.get().processed_at is not None
+    assert services.events_apply_pending() == 0
+    assert Enrollment.objects.count() == 0
+
+
+def connection_cursor():
+    from django.db import connection
+
+    return connection.cursor()
+
+
+def test_a_nul_in_the_body_key_is_a_400_not_a_500(api, journey):
+    response = api.post(
+        "/api/v1/events/",
+        {"name": "thing.happened", "contact": {"external_id": "c1"}, "idempotency_key": "a\x00b"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["attr"] == "idempotency_key"
+
+
+def test_a_request_that_loses_the_key_race_leaves_the_contact_as_it_was(api, journey):
+    """Two requests with one key and different bodies race past the replay check: the loser
+    gets its 409 and its contact changes are rolled back with its event."""
+    from journeys.api import ingest
+    from messaging.models import Contact
+    from messaging.services import IdempotencyConflict
+
+    assert post(api, "race").status_code == 202
+    prefix = api._credentials["HTTP_AUTHORIZATION"].split()[1].split(".")[0]
+    body = {"name": "thing.happened", "contact": {"external_id": "c1", "first_name": "Bob"}}
+    with pytest.raises(IdempotencyConflict):
+        ingest(body, body, "race", prefix, existing=None)  # as if the check had missed
+    assert Contact.objects.get(external_id="c1").first_name != "Bob"

@@ -111,3 +111,21 @@ def test_a_revocation_by_another_process_is_seen_within_a_second(api_key):
         cache.set(api_auth.GENERATION_KEY, "changed-elsewhere", None)
         traveller.shift(api_auth.GENERATION_POLL_SECONDS + 0.1)
         assert client.get("/api/v1/journeys/").status_code == 401
+
+
+def test_a_lost_generation_token_never_revives_a_revoked_key(api_key):
+    """Redis restarted or flushed (the token gone) around a revocation no ORM hook saw: the
+    process must not trust what it verified under the lost token."""
+    from django.core.cache import cache
+
+    client = client_for(api_key)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        cache.delete(api_auth.GENERATION_KEY)  # Redis empty before the first request
+        traveller.shift(api_auth.GENERATION_POLL_SECONDS + 0.1)
+        key_queries(client)
+        assert key_queries(client) == 0  # remembered
+        with connection.cursor() as cursor:  # revoked where no hook sees it
+            cursor.execute("UPDATE messaging_apikey SET revoked = true")
+        cache.delete(api_auth.GENERATION_KEY)  # and Redis restarts empty again
+        traveller.shift(api_auth.GENERATION_POLL_SECONDS + 0.1)
+        assert client.get("/api/v1/journeys/").status_code == 401
