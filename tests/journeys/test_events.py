@@ -387,20 +387,23 @@ def test_queries_per_advanced_enrollment_are_bounded(django_assert_max_num_queri
             assert enrollment.updated_at > enrollment.entered_at
 
 
-def test_queries_per_batch_of_waits_that_end(django_assert_max_num_queries):
+def test_queries_per_batch_of_waits_that_end(django_assert_max_num_queries, caplog):
     """The scheduler benchmark's journey: the same 8 queries for a batch of any size
     (savepoint and release, lock, journeys, steps, one UPDATE of the enrollments, one INSERT
-    of the touchpoints, one of the visits)."""
+    of the touchpoints, one of the visits), on the batch path itself, not its fallback."""
     journey = _wait_then_exit_journey()
+    # SQLite (the embedded default) updates the rows with bulk_update: one query more.
+    limit = 8 if connection.vendor == "postgresql" else 9
     for n in (1, 10, 50):
         ids = [e.pk for e in _enroll(journey, n)]
-        with django_assert_max_num_queries(8):
+        with django_assert_max_num_queries(limit):
             results = engine.enrollments_advance(enrollment_ids=ids)
         assert set(results.values()) == {"exited"}
     ended = Enrollment.objects.filter(state="exited", next_run_at=None, ended_at__isnull=False)
     assert ended.filter(exit_reason="exit step done", context__step__key="done").count() == 61
     assert StepVisit.objects.count() == 2 * 61
     assert Touchpoint.objects.filter(kind="journey_exited").count() == 61
+    assert "one by one" not in caplog.text
 
 
 def test_ingest_queries_do_not_grow_with_history(django_assert_max_num_queries):
