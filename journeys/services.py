@@ -301,14 +301,12 @@ def event_accept(
         request_fingerprint=fingerprint,
         processed_at=None,  # pending: a worker applies it (the column's default says applied)
     )
-    if transaction.get_connection().in_atomic_block:
-        # A duplicate key aborts the caller's transaction: it rolls back (its contact changes
-        # too) and answers the replay from the stored event (journeys.api.ingest).
-        event.save(force_insert=True)
-        transaction.on_commit(events_kick, robust=True)
-        return event, True
     try:
-        event.save(force_insert=True)  # autocommit: one round trip, no BEGIN/COMMIT
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate key must not break the caller
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)  # autocommit: one round trip, no BEGIN/COMMIT
     except IntegrityError:
         if not idempotency_key:
             raise

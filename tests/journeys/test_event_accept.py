@@ -327,18 +327,3 @@ def test_a_nul_in_the_body_key_is_a_400_not_a_500(api, journey):
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == "idempotency_key"
-
-
-def test_a_request_that_loses_the_key_race_leaves_the_contact_as_it_was(api, journey):
-    """Two requests with one key and different bodies race past the replay check: the loser
-    gets its 409 and its contact changes are rolled back with its event."""
-    from journeys.api import ingest
-    from messaging.models import Contact
-    from messaging.services import IdempotencyConflict
-
-    assert post(api, "race").status_code == 202
-    prefix = api._credentials["HTTP_AUTHORIZATION"].split()[1].split(".")[0]
-    body = {"name": "thing.happened", "contact": {"external_id": "c1", "first_name": "Bob"}}
-    with pytest.raises(IdempotencyConflict):
-        ingest(body, body, "race", prefix, existing=None)  # as if the check had missed
-    assert Contact.objects.get(external_id="c1").first_name != "Bob"
