@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from channels_app.channels import Channel
@@ -147,10 +148,20 @@ def quiet_hours_end(
 
 
 def frequency_cap_release(*, contact: Contact, now: dt.datetime) -> dt.datetime | None:
-    """None while under the marketing cap; else when the oldest counted message ages out."""
+    """None while under the marketing cap; else when the oldest counted message ages out.
+
+    Inside a transaction on PostgreSQL, the contact's cap is locked until it ends (an
+    advisory lock): two journeys sending to one contact at once (two workers) count one after
+    the other, so the second sees the first's message and the cap is never exceeded."""
     limit = settings.FREQUENCY_CAP_MESSAGES
     if not limit:
         return None
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('touchline:frequency-cap'), %s)",
+                [contact.pk % 2_147_483_647],  # an int4 key; a shared key only serialises more
+            )
     window = dt.timedelta(hours=settings.FREQUENCY_CAP_WINDOW_HOURS)
     recent = list(
         Message.objects.filter(

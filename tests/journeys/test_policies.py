@@ -386,6 +386,48 @@ def test_frequency_cap_counts_recent_marketing_sends_that_went_out(capped):
     assert policies.frequency_cap_release(contact=contact, now=MIDDAY) is None
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    __import__("django.db").db.connection.vendor != "postgresql",
+    reason="concurrent writers need PostgreSQL's locks",
+)
+def test_two_sends_at_once_cannot_both_pass_the_last_slot_of_the_cap(capped):
+    """Two workers deciding marketing sends to one contact at once: the second waits for the
+    first's transaction (its message counted) instead of counting the same N-1."""
+    import threading
+
+    from django.db import OperationalError, connection, transaction
+
+    contact = subscribed(timezone="UTC")
+    _earlier_message(contact, MIDDAY - dt.timedelta(hours=1))  # one slot left of two
+    deciding, release = threading.Event(), threading.Event()
+
+    def first_worker():
+        try:
+            with transaction.atomic():
+                assert policies.frequency_cap_release(contact=contact, now=MIDDAY) is None
+                _earlier_message(contact, MIDDAY)  # takes the last slot
+                deciding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=first_worker)
+    worker.start()
+    try:
+        assert deciding.wait(10)
+        with pytest.raises(OperationalError), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            # Without the lock this would count one message and say "under the cap".
+            policies.frequency_cap_release(contact=contact, now=MIDDAY)
+    finally:
+        release.set()
+        worker.join()
+    with transaction.atomic():
+        assert policies.frequency_cap_release(contact=contact, now=MIDDAY) is not None
+
+
 def test_a_send_held_by_the_cap_is_allowed_at_the_time_it_was_held_until(capped):
     contact = subscribed(timezone="UTC")
     _at_the_cap(contact)
