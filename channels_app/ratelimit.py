@@ -8,6 +8,7 @@ bucket lives in the process, which is exact for the single worker process `make 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -55,19 +56,16 @@ class _LocalBuckets:
 
 
 _local = _LocalBuckets()
-_redis_lock = threading.Lock()
-_redis_script = None
 
 
-def _script():
-    global _redis_script
-    with _redis_lock:
-        if _redis_script is None:
-            import redis
+@functools.cache
+def redis_script(source: str):
+    """A Lua script on the shared Redis (REDIS_URL), registered once per process and source
+    (a race registers it twice, harmlessly); calling it runs EVALSHA."""
+    import redis
 
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-            _redis_script = client.register_script(_GCRA)
-    return _redis_script
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    return client.register_script(source)
 
 
 def rate_for(channel: str) -> float:
@@ -86,5 +84,7 @@ def reserve_send_slot(*, channel: str, sender: str, max_wait: float | None = Non
     key = f"touchline:rate:{channel}:{sender}"
     if not settings.REDIS_URL:
         return _local.reserve(key, interval, max_wait)
-    wait_us, eta_us, at_us = _script()(keys=[key], args=[int(interval * 1e6), int(max_wait * 1e6)])
+    wait_us, eta_us, at_us = redis_script(_GCRA)(
+        keys=[key], args=[int(interval * 1e6), int(max_wait * 1e6)]
+    )
     return Reservation(wait_us >= 0, eta_us / 1e6, at_us / 1e6)

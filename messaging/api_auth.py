@@ -18,6 +18,8 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from channels_app.ratelimit import redis_script
+
 from .models import ApiKey
 
 ALL_SCOPES = (
@@ -190,7 +192,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         interval = period / count
         key = f"touchline:throttle:{self.scope}:{request.auth.prefix}"
         if settings.REDIS_URL:
-            wait_us = _redis_gcra()(keys=[key], args=[int(interval * 1e6), int(period * 1e6)])
+            wait_us = redis_script(_GCRA)(keys=[key], args=[int(interval * 1e6), int(period * 1e6)])
             self._wait = wait_us / 1e6
         else:
             with _local_lock:
@@ -207,17 +209,3 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait or None
-
-
-_gcra_script = None
-
-
-def _redis_gcra():
-    global _gcra_script
-    with _local_lock:
-        if _gcra_script is None:
-            import redis
-
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-            _gcra_script = client.register_script(_GCRA)
-    return _gcra_script
