@@ -421,12 +421,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def purge_broker(url: str) -> None:
-    """Empty the queue and the unacked store of a broker database this run owns."""
+    """Empty the queue and the unacked store of a broker database this run owns. The flags
+    that say "a task is already queued" go with the tasks: a flag left by an earlier test
+    whose task was purged would hold back this test's kicks until it expires (30 s), and
+    these tests run no beat sweeper to cover for it."""
+    from django.core.cache import cache
+
+    from journeys.services import EVENTS_KICK_FLAG
+    from journeys.tasks import CHAIN_KEY
+
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
         client.delete("celery", "unacked", "unacked_index", "unacked_mutex")
     finally:
         client.close()
+    cache.delete_many([EVENTS_KICK_FLAG, CHAIN_KEY])
 
 
 def queue_length(url: str) -> int:
