@@ -1,6 +1,8 @@
 """The Celery app and its beat schedule. No business logic here."""
 
+import logging
 import os
+import re
 
 from celery import Celery, signals
 
@@ -52,3 +54,29 @@ def _bound_event_loop_sleep(sender: object = None, **_: object) -> None:
     timer = getattr(sender, "timer", None)
     if isinstance(getattr(sender, "pool", None), TaskPool) and timer is not None:
         timer.call_repeatedly(0.01, _wake)
+
+
+class QuietHousekeeping(logging.Filter):
+    """Drops the log lines of periodic housekeeping tasks that found nothing to do (beat's
+    "Sending due task", the worker's "received" and a "succeeded" whose result has no
+    non-zero number), so an idle Touchline prints nothing every 2 s. Work done, errors and
+    every other task still log as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2:  # celery.beat: (entry name, task name)
+            return args[1] not in housekeeping_tasks()
+        if isinstance(args, dict) and args.get("name") in housekeeping_tasks():
+            if "return_value" in args:  # a success line: keep it when work was done
+                return bool(re.search(r"[1-9]", str(args["return_value"])))
+            return "runtime" in args or "exc" in args  # "received" lines carry neither
+        return True
+
+
+def housekeeping_tasks() -> set[str]:
+    return {entry["task"] for entry in (app.conf.beat_schedule or {}).values()}
+
+
+_quiet = QuietHousekeeping()
+for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(_quiet)

@@ -180,7 +180,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery ---------------------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+# The host part means nothing to the filesystem transport; naming one keeps kombu from
+# warning "No hostname was supplied" on every start.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem"):
     _broker_dir = DATA_DIR / "broker"
     for sub in ("queue", "processed", "control"):
@@ -242,6 +244,9 @@ FREQUENCY_CAP_WINDOW_HOURS = env.int("FREQUENCY_CAP_WINDOW_HOURS", default=24)
 # beat sweeper, which runs every SWEEP_INTERVAL_SECONDS.
 EVENT_SWEEP_AFTER_SECONDS = env.float("EVENT_SWEEP_AFTER_SECONDS", default=10.0)
 SCHEDULER_INTERVAL_SECONDS = env.float("SCHEDULER_INTERVAL_SECONDS", default=2.0)
+# How long a process may reuse the set of event names active journeys use (to flag an event
+# that starts nothing); saving a journey or step drops it at once in the shared cache.
+JOURNEY_EVENTS_CACHE_SECONDS = env.float("JOURNEY_EVENTS_CACHE_SECONDS", default=5.0)
 SCHEDULER_BATCH_SIZE = env.int("SCHEDULER_BATCH_SIZE", default=200)
 # A claimed enrollment whose worker died is claimable again after this lease.
 SCHEDULER_LEASE_SECONDS = env.int("SCHEDULER_LEASE_SECONDS", default=60)

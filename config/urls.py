@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from messaging.health import healthz
+from messaging.landing import landing
 
 urlpatterns = [
     # Staff tools (previews, dry runs, inbox, dashboards) under the admin, before its catch-all.
@@ -17,5 +18,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("healthz", healthz, name="healthz"),
+    path("", landing, name="landing"),
     path("", include("channels_app.urls")),
 ]

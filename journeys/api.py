@@ -24,6 +24,7 @@ from messaging.services import IdempotencyConflict, idempotent_replay, request_f
 
 from . import services
 from .models import Event, Journey, SurveyResponse
+from .selectors import journey_events_in_use, unmatched_event_warning
 from .stats import journey_stats
 
 BATCH_LIMIT = 1000
@@ -47,6 +48,9 @@ class EventOutput(serializers.ModelSerializer):
     converted = serializers.SerializerMethodField()
     resumed = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    warnings = serializers.SerializerMethodField(
+        help_text="Why the event may do nothing, e.g. no active journey uses its name."
+    )
     processed_at = serializers.DateTimeField(
         read_only=True,
         allow_null=True,
@@ -67,6 +71,7 @@ class EventOutput(serializers.ModelSerializer):
             "converted",
             "resumed",
             "error",
+            "warnings",
         ]
 
     def get_contact(self, event: Event) -> dict[str, Any]:
@@ -81,12 +86,25 @@ class EventOutput(serializers.ModelSerializer):
     def get_resumed(self, event: Event) -> list[int]:
         return event.result.get("resumed", [])
 
+    def get_warnings(self, event: Event) -> list[str]:
+        return event_warnings(event)
+
     def get_error(self, event: Event) -> str:
         """Why applying the event failed (it is not retried); empty otherwise."""
         return event.result.get("error", "")
 
 
 _datetime = serializers.DateTimeField()
+
+
+def event_warnings(event: Event) -> list[str]:
+    """What applying the event found (once a worker has); until then, whether any active
+    journey uses its name at all."""
+    if event.processed_at is not None:
+        return (event.result or {}).get("warnings", [])
+    if event.source == Event.Source.API and event.name not in journey_events_in_use():
+        return [unmatched_event_warning(event.name)]
+    return []
 
 
 def event_output(event: Event) -> dict[str, Any]:
@@ -111,6 +129,7 @@ def event_output(event: Event) -> dict[str, Any]:
         "converted": result.get("converted", []),
         "resumed": result.get("resumed", []),
         "error": result.get("error", ""),
+        "warnings": event_warnings(event),
     }
 
 

@@ -14,7 +14,19 @@ class JourneysConfig(AppConfig):
 
         post_migrate.connect(ensure_staff_groups, sender=self, dispatch_uid="journeys.groups")
 
+        from django.db.models.signals import post_delete, post_save
+
         from . import receivers
+        from .models import Journey, Step
+        from .selectors import forget_journey_events_in_use
+
+        for model in (Journey, Step):
+            for signal in (post_save, post_delete):
+                signal.connect(
+                    forget_journey_events_in_use,
+                    sender=model,
+                    dispatch_uid=f"journeys.events_in_use.{model.__name__}.{id(signal)}",
+                )
 
         signals.message_received.connect(
             receivers.on_message_received, dispatch_uid="journeys.replied"

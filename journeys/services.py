@@ -16,6 +16,7 @@ from messaging.services import idempotent_replay, touchpoint_record
 from . import signals
 from .conditions import filter_matches
 from .models import Enrollment, Event, Journey
+from .selectors import journey_events_in_use, unmatched_event_warning
 
 logger = logging.getLogger(__name__)
 LIVE = Enrollment.LIVE_STATES
@@ -236,6 +237,12 @@ def _apply_event(
         if enrollment is not None:
             entered.append({"journey": journey.slug, "enrollment": enrollment.pk})
     event.result = {"enrolled": entered, "converted": converted, "resumed": woken}
+    if (
+        event.source == Event.Source.API
+        and not (entered or converted or woken)
+        and event.name not in journey_events_in_use()
+    ):
+        event.result["warnings"] = [unmatched_event_warning(event.name)]
     event.processed_at = now
     Event.objects.filter(pk=event.pk).update(result=event.result, processed_at=now)
     return [e["enrollment"] for e in entered] + woken

@@ -51,6 +51,16 @@ def _fresh_subscription_cache() -> Iterator[None]:
     forget_subscribed_event_types()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_journey_events_cache() -> Iterator[None]:
+    """Journeys made by one test must not count (or be missed) in the next one."""
+    from journeys.selectors import forget_journey_events_in_use
+
+    forget_journey_events_in_use()
+    yield
+    forget_journey_events_in_use()
+
+
 def _simulator_config(public_base_url: str, callbacks: bool) -> SimulatorConfig:
     s = django_settings
     return SimulatorConfig(

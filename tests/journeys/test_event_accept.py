@@ -327,3 +327,49 @@ def test_a_nul_in_the_body_key_is_a_400_not_a_500(api, journey):
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == "idempotency_key"
+
+
+def test_an_event_no_active_journey_uses_is_flagged_in_the_answer_and_after_applying(api):
+    accepted = post(api, "w1")
+    assert accepted.status_code == 202
+    [warning] = accepted.json()["warnings"]
+    assert "'thing.happened'" in warning and "starts nothing" in warning
+    services.events_apply_pending()
+    event = Event.objects.get(pk=accepted.json()["id"])
+    assert event.result["warnings"] == [warning]
+    shown = api.get(f"/api/v1/events/{event.pk}/").json()
+    assert shown["processed_at"] is not None and shown["warnings"] == [warning]
+
+
+def test_activating_a_journey_clears_the_flag_at_once(api):
+    assert post(api, "w2").json()["warnings"]  # the names in use are cached now
+    journey = Journey.objects.create(name="J", slug="j", trigger_event="thing.happened")
+    assert post(api, "w3").json()["warnings"], "a draft journey does not count"
+    journey.status = "active"
+    journey.save()
+    accepted = post(api, "w4")
+    assert accepted.json()["warnings"] == []
+    services.events_apply_pending()
+    assert "warnings" not in Event.objects.get(pk=accepted.json()["id"]).result
+
+
+@pytest.mark.parametrize("use", ["goal", "wait"])
+def test_an_event_a_journey_has_as_goal_or_waits_for_is_not_flagged(api, use):
+    journey = Journey.objects.create(
+        name="J", slug="j", status="active", trigger_event="other.thing"
+    )
+    if use == "goal":
+        journey.goal_event = "thing.happened"
+        journey.save()
+    else:
+        Step.objects.create(
+            journey=journey,
+            position=0,
+            key="w",
+            kind="wait_for_event",
+            config={"event": "thing.happened", "timeout_seconds": 60},
+        )
+    accepted = post(api, "w5")
+    assert accepted.json()["warnings"] == []
+    services.events_apply_pending()
+    assert "warnings" not in Event.objects.get(pk=accepted.json()["id"]).result

@@ -1,7 +1,10 @@
-"""Prepare the embedded default for a first look: a staff login and an API key.
+"""Prepare the embedded default for a first look: a staff login, an API key, and the
+built-in journeys installed and active.
 
 Credentials are generated once and kept under TOUCHLINE_DATA_DIR (0600), then printed on
-every start so a new user can log in and call the API straight away.
+every start so a new user can log in and call the API straight away. The blueprint journeys
+are installed and activated on the first start only: a journey staff paused or archived
+later stays so.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from journeys.blueprints import install_blueprints
 from messaging.api_auth import ALL_SCOPES
 from messaging.models import ApiKey
 
@@ -45,6 +49,9 @@ class Command(BaseCommand):
             ).exists()
         ):
             _, creds["api_key"] = ApiKey.objects.create_key(name="demo", scopes=list(ALL_SCOPES))
+        if not creds.get("blueprints_installed"):
+            install_blueprints(activate=True)
+            creds["blueprints_installed"] = True
         path.write_text(json.dumps(creds))
         path.chmod(0o600)
         self.stdout.write(
@@ -57,6 +64,9 @@ class Command(BaseCommand):
                     f"user {creds['username']} / password {creds['password']}",
                     f"  Simulator:  {settings.SIMULATOR_URL}/   (what customers receive)",
                     f"  API key:    {creds['api_key']}",
+                    f"  Credentials file: {path}",
+                    "  Journeys:   post-purchase (order.completed), onboarding (user.signed_up),",
+                    "              survey (survey.requested) are installed and active.",
                     "",
                 ]
             )
