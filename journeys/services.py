@@ -430,16 +430,18 @@ def _in_contact_order(claimed: list[Event]) -> list[Event]:
     ]
 
 
-def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> None:
-    """Publish something that happened (a reply, an open) as an event journeys can use."""
+def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> Event:
+    """Publish something that happened (a reply, an open) as an event journeys can use,
+    applied at once; returns the event (its `result` says what applying it did)."""
     contact = Contact.objects.get(pk=contact_id)
-    event_ingest(
+    event, _ = event_ingest(
         name=name,
         contact=contact,
         properties=properties,
         idempotency_key=f"internal:{key}",
         source=Event.Source.INTERNAL,
     )
+    return event
 
 
 def enrollment_exit(*, enrollment: Enrollment, reason: str) -> bool:
