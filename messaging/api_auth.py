@@ -6,11 +6,8 @@ import hashlib
 import logging
 import threading
 import time
-import uuid
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -38,66 +35,27 @@ KEYWORD = "Api-Key"
 logger = logging.getLogger(__name__)
 
 
-# Verified keys, per process: {sha256 of the key: (ApiKey, generation seen, checked at)}.
-# The generation is a token in the shared cache that changes whenever any ApiKey row is
-# written (see `api_keys_changed`), so a revocation is seen by every process on its next request.
-_verified: dict[str, tuple[ApiKey, str | None, float]] = {}
+# Verified keys, per process: {sha256 of the key: (its ApiKey's pk, that row's hashed_key)}.
+# Only the expensive part is remembered: that this secret matches the stored hash. Whether
+# the key may still be used is read on every request, one read of its row by primary key,
+# so a revocation, an expiry, a deletion or a scope change (in any process, by the admin, an
+# ORM update or raw SQL) bites on the very next request everywhere, with no token to keep
+# in step and nothing a Redis flush could revive.
+_verified: dict[str, tuple[int, str]] = {}
 _verified_lock = threading.Lock()
-GENERATION_KEY = "api-keys:generation"
-# A backstop for writes no ORM hook sees (raw SQL): a cached verification is redone after this.
-VERIFIED_MAX_AGE = 60.0
 _VERIFIED_MAX_ENTRIES = 10_000
-_UNAVAILABLE = "unavailable"
-# How stale another process's view of the generation may be: a key revoked (or changed) in
-# one process is refused by every other within this many seconds.
-GENERATION_POLL_SECONDS = 1.0
-_generation_seen: tuple[str | None, float] = (None, float("-inf"))
 
 
-def api_keys_changed() -> None:
-    """Forget every process's verified keys: now (the writer's own transaction) and again on
-    commit (a request between the two would otherwise cache the row as it was before)."""
-
-    def bump() -> None:
-        global _generation_seen
-        cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
-        with _verified_lock:
-            _verified.clear()
-            _generation_seen = (None, float("-inf"))
-
-    bump()
-    transaction.on_commit(bump, robust=True)
-
-
-def _generation() -> str | None:
-    """The shared generation token, read at most every GENERATION_POLL_SECONDS per process
-    (a write in this process clears its own cache at once)."""
-    global _generation_seen
-    value, read_at = _generation_seen
-    now = time.monotonic()
-    if now - read_at < GENERATION_POLL_SECONDS:
-        return value
-    try:
-        value = cache.get(GENERATION_KEY)
-        if value is None:
-            # First use, or Redis lost it (a restart, a flush): a fresh token, so that no
-            # verification cached under the lost one (or under none) is trusted again.
-            cache.add(GENERATION_KEY, uuid.uuid4().hex, None)
-            value = cache.get(GENERATION_KEY)
-    except Exception:  # the cache is down: verify against the database instead
-        logger.warning("API key generation unavailable; verifying keys in the database")
-        return _UNAVAILABLE
-    _generation_seen = (value, now)
-    return value
+def _refused(message: str) -> exceptions.AuthenticationFailed:
+    return exceptions.AuthenticationFailed(message)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
     """Keys are stored hashed (djangorestframework-api-key); revoked or expired keys fail.
 
-    A verified key is remembered per process until any ApiKey is written (a shared generation
-    token, read at most once a second per process instead of a query and a hash per request),
-    or for VERIFIED_MAX_AGE seconds at most. Revocation: immediate in the process that wrote
-    it, within GENERATION_POLL_SECONDS (1 s) in every other."""
+    A verified key's hash check is remembered per process; its row is read again on every
+    request (one indexed read), so revoking a key takes effect on the next request in every
+    process."""
 
     def authenticate(self, request: Request) -> tuple[None, ApiKey] | None:
         header = request.headers.get("Authorization", "")
@@ -105,31 +63,29 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         scheme, _, key = header.partition(" ")
         if scheme != KEYWORD or not key.strip():
-            raise exceptions.AuthenticationFailed(f"Use 'Authorization: {KEYWORD} <key>'.")
+            raise _refused(f"Use 'Authorization: {KEYWORD} <key>'.")
         key = key.strip()
         digest = hashlib.sha256(key.encode()).hexdigest()
-        generation = _generation()
-        now = time.monotonic()
         hit = _verified.get(digest)
-        if (
-            hit is not None
-            and generation != _UNAVAILABLE
-            and hit[1] == generation
-            and now - hit[2] < VERIFIED_MAX_AGE
-            and not hit[0].has_expired
-        ):
-            return None, hit[0]
+        if hit is not None:
+            pk, hashed_key = hit
+            api_key = next(iter(ApiKey.objects.filter(pk=pk).order_by()[:1]), None)
+            if api_key is not None and api_key.hashed_key == hashed_key:
+                if api_key.revoked or api_key.has_expired:
+                    raise _refused("The API key is revoked or expired.")
+                return None, api_key
+            with _verified_lock:  # deleted, or given a new secret: verify from scratch
+                _verified.pop(digest, None)
         try:
             api_key = ApiKey.objects.get_from_key(key)
         except ApiKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("The API key is not valid.") from None
+            raise _refused("The API key is not valid.") from None
         if api_key.has_expired:  # get_from_key already refused revoked keys and wrong secrets
-            raise exceptions.AuthenticationFailed("The API key is revoked or expired.")
-        if generation != _UNAVAILABLE:
-            with _verified_lock:
-                if len(_verified) >= _VERIFIED_MAX_ENTRIES:
-                    _verified.clear()
-                _verified[digest] = (api_key, generation, now)
+            raise _refused("The API key is revoked or expired.")
+        with _verified_lock:
+            if len(_verified) >= _VERIFIED_MAX_ENTRIES:
+                _verified.clear()
+            _verified[digest] = (api_key.pk, api_key.hashed_key)
         return None, api_key
 
     def authenticate_header(self, request: Request) -> str:
