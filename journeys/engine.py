@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from channels_app.channels import Channel
 from messaging import policies
-from messaging.conversations import contact_in_open_conversation
+from messaging.conversations import contact_in_open_conversation, conversation_inbound_handled
 from messaging.models import Message, Template, Touchpoint
 from messaging.rendering import contact_context
 from messaging.services import MessageRequestError, message_create, touchpoints_write
@@ -422,6 +422,9 @@ def _record_survey(
         lambda: signals.survey_answered.send(sender=SurveyResponse, **published), robust=True
     )
     if status == SurveyResponse.Status.ANSWERED:
+        if answer_message_id:
+            # Taken as the answer: the reply does not wait for a human in the inbox.
+            conversation_inbound_handled(message_id=answer_message_id, handled_by="survey")
         events = [
             services.internal_event(
                 contact_id=run.contact.pk,
