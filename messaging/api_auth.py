@@ -48,10 +48,6 @@ _verified_lock = threading.Lock()
 _VERIFIED_MAX_ENTRIES = 10_000
 
 
-def _refused(message: str) -> exceptions.AuthenticationFailed:
-    return exceptions.AuthenticationFailed(message)
-
-
 # Failed authentications are counted per client address and per key prefix, a GCRA bucket
 # each: API_AUTH_FAILURE_LIMIT failures at once, then one per window / limit. KEYS = the
 # buckets; ARGV = interval, period (microseconds), 1 to count a failure or 0 only to look.
@@ -148,7 +144,7 @@ def _not_throttled(buckets: list[str]) -> None:
 
 def _failed(buckets: list[str], message: str) -> exceptions.AuthenticationFailed:
     _failures(buckets, count=True)
-    return _refused(message)
+    return exceptions.AuthenticationFailed(message)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
