@@ -25,8 +25,9 @@ def _ignorable(char: str) -> bool:
     return char.isspace() or unicodedata.category(char).startswith(_IGNORED_CATEGORIES)
 
 
-def classify_keyword(body: str) -> str:
-    """Return "stop", "start", "help" or "" for a message body (a single word only)."""
+def keyword_word(body: str) -> str:
+    """The single word a body is, upper-cased, without what phones add around it ("" when it
+    is not one ASCII word)."""
     # NFKC folds full-width letters, typed on some CJK keyboards, into ASCII.
     text = unicodedata.normalize("NFKC", body or "")
     start, end = 0, len(text)
@@ -37,4 +38,9 @@ def classify_keyword(body: str) -> str:
     word = text[start:end]
     if not (word.isascii() and word.isalpha()):
         return ""
-    return _KEYWORDS.get(word.upper(), "")
+    return word.upper()
+
+
+def classify_keyword(body: str) -> str:
+    """Return "stop", "start", "help" or "" for a message body (a single word only)."""
+    return _KEYWORDS.get(keyword_word(body), "")

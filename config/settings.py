@@ -365,9 +365,17 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": ["messaging.api_auth.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env("API_RATE_LIMIT", default="1200/min")},
+    # Proxies in front that append to X-Forwarded-For: the client address is the entry this
+    # many from the end. 0 (the default) trusts only REMOTE_ADDR, so a client cannot choose
+    # its own address for the failed-authentication throttle.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
 }
 API_KEY_CUSTOM_HEADER = None
+# Failed API-key authentications allowed per client address and per key prefix within the
+# window (a burst of N, then N per window); past it, 429 with Retry-After. 0 turns it off.
+API_AUTH_FAILURE_LIMIT = env.int("API_AUTH_FAILURE_LIMIT", default=10)
+API_AUTH_FAILURE_WINDOW_SECONDS = env.float("API_AUTH_FAILURE_WINDOW_SECONDS", default=60.0)
 _ERRORS = "drf_standardized_errors.openapi_serializers"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Touchline API",

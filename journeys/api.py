@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -164,21 +164,28 @@ def ingest(
     if existing is not None:
         # A replay answers from the first request and touches nothing, not even the contact.
         return idempotent_replay(existing, fingerprint), False
-    # The contact upsert commits on its own, before the event's INSERT (autocommit). In one
-    # transaction they deadlock under concurrent posts of one new key: the event's foreign
-    # key is checked at COMMIT (FOR KEY SHARE on the contact) while a racing request holds
-    # the contact FOR UPDATE and waits on this event's unique key (tests/faults
-    # test_concurrent_events). The price: a request that loses the key race to a different
-    # body gets its 409 after its contact fields were written.
-    contact = resolve_contact(data["contact"])
-    return services.event_accept(
-        name=data["name"],
-        contact=contact,
-        properties=data.get("properties") or {},
-        occurred_at=data.get("occurred_at"),
-        idempotency_key=f"api:{prefix}:{key}" if key else None,
-        fingerprint=fingerprint,
-    )
+    idempotency_key = f"api:{prefix}:{key}" if key else None
+    # The key is claimed first, then the contact upserted and the event stored, committed
+    # together: a request that loses the race for its key finds the winner's event once it
+    # holds the key, and answers (a replay or a 409) before touching anything. Requests for
+    # one key queue on the key, never on each other's contact row, so they cannot deadlock
+    # (the event's foreign key is checked at COMMIT, which with a contact held FOR UPDATE by
+    # a request waiting on this event's unique key did: tests/faults test_concurrent_events).
+    with transaction.atomic():
+        if idempotency_key:
+            services.event_key_claim(idempotency_key)
+            existing = stored_event(key, prefix)
+            if existing is not None:
+                return idempotent_replay(existing, fingerprint), False
+        contact = resolve_contact(data["contact"])
+        return services.event_accept(
+            name=data["name"],
+            contact=contact,
+            properties=data.get("properties") or {},
+            occurred_at=data.get("occurred_at"),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
 
 
 def _exact_replay(request: Request) -> tuple[str | None, Event | None, Event | None]:

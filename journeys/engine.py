@@ -22,14 +22,14 @@ from django.utils import timezone
 
 from channels_app.channels import Channel
 from messaging import policies
-from messaging.conversations import contact_in_open_conversation
+from messaging.conversations import contact_in_open_conversation, conversation_inbound_handled
 from messaging.models import Message, Template, Touchpoint
 from messaging.rendering import contact_context
 from messaging.services import MessageRequestError, message_create, touchpoints_write
 
 from . import services, signals
 from .conditions import first_match
-from .models import Enrollment, Journey, JourneyMessage, Step, StepVisit, SurveyResponse
+from .models import Enrollment, Event, Journey, JourneyMessage, Step, StepVisit, SurveyResponse
 from .surveys import nps_category, parse_choice, parse_nps
 
 logger = logging.getLogger(__name__)
@@ -422,19 +422,41 @@ def _record_survey(
         lambda: signals.survey_answered.send(sender=SurveyResponse, **published), robust=True
     )
     if status == SurveyResponse.Status.ANSWERED:
-        services.internal_event(
-            contact_id=run.contact.pk,
-            name="survey.answered",
-            properties=properties,
-            key=f"survey:{run.enrollment.pk}:{step.pk}",
-        )
-        if answer.get("category"):
+        if answer_message_id:
+            # Taken as the answer: the reply does not wait for a human in the inbox.
+            conversation_inbound_handled(message_id=answer_message_id, handled_by="survey")
+        events = [
             services.internal_event(
                 contact_id=run.contact.pk,
-                name=f"survey.{answer['category']}",
+                name="survey.answered",
                 properties=properties,
-                key=f"survey-category:{run.enrollment.pk}:{step.pk}",
+                key=f"survey:{run.enrollment.pk}:{step.pk}",
             )
+        ]
+        if answer.get("category"):
+            events.append(
+                services.internal_event(
+                    contact_id=run.contact.pk,
+                    name=f"survey.{answer['category']}",
+                    properties=properties,
+                    key=f"survey-category:{run.enrollment.pk}:{step.pk}",
+                )
+            )
+        _ended_by(run, events)
+
+
+def _ended_by(run: Run, events: list[Event]) -> None:
+    """The events a step applied inline may have ended the running enrollment (a survey
+    answer that is the journey's goal converts it). `_convert` ended the row from its own
+    copy: take its ending over, so that `_run` stops there instead of overwriting it with
+    the steps that follow (and keeps this run's outputs in the context)."""
+    if not any(run.enrollment.pk in (e.result or {}).get("converted", []) for e in events):
+        return
+    run.enrollment.refresh_from_db(fields=ENDING_FIELDS)
+
+
+# What enrollment_end sets (services.ENDED_FIELDS less what the run itself owns).
+ENDING_FIELDS = ["state", "exit_reason", "ended_at", "next_run_at", "waiting_for", "wait_until"]
 
 
 def _survey(run: Run, step: Step, state: dict[str, Any]) -> Continue | Wait:
@@ -551,6 +573,11 @@ def _run(run: Run) -> str:
         if state.get("key") != step.key:
             state = _enter(run, step)
         result = HANDLERS[step.kind](run, step, state)
+        if enrollment.state not in Enrollment.LIVE_STATES:
+            # Ended by an event the step applied inline (_ended_by): keep that ending.
+            enrollment.context["step"] = state
+            run.save()
+            return enrollment.state
         enrollment.context["step"] = state
         if isinstance(result, Wait):
             enrollment.state = Enrollment.State.WAITING

@@ -286,6 +286,23 @@ def event_ingest(
     return event, True
 
 
+def event_key_claim(idempotency_key: str) -> None:
+    """Hold this idempotency key until the caller's transaction ends, before anything else is
+    locked or written: racing requests for one key then run one after the other, and each
+    sees what the one before it committed (PostgreSQL: a transaction-scoped advisory lock on
+    the key's hash, where a collision only serialises more; SQLite's IMMEDIATE transactions
+    already run one writer at a time)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("event_key_claim holds the key until the transaction ends: open one")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('touchline:event-key'), hashtext(%s))",
+                [idempotency_key],
+            )
+
+
 def event_accept(
     *,
     name: str,
@@ -295,9 +312,10 @@ def event_accept(
     idempotency_key: str | None = None,
     fingerprint: str = "",
 ) -> tuple[Event, bool]:
-    """Store an API event durably (idempotent on its key: the unique constraint decides a
-    race) and have a worker apply it soon after commit (`events_apply_pending`); the beat
-    sweeper applies any whose kick was lost. Returns (event, created)."""
+    """Store an API event durably, in the caller's transaction, which has claimed its key
+    (`event_key_claim`) and found no event under it, and have a worker apply it soon after
+    commit (`events_apply_pending`); the beat sweeper applies any whose kick was lost.
+    Returns (event, True). The key's unique constraint stays the guarantee."""
     event = Event(
         name=name,
         contact=contact,
@@ -308,17 +326,7 @@ def event_accept(
         request_fingerprint=fingerprint,
         processed_at=None,  # pending: a worker applies it (the column's default says applied)
     )
-    try:
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():  # a savepoint: a duplicate key must not break the caller
-                event.save(force_insert=True)
-        else:
-            event.save(force_insert=True)  # autocommit: one round trip, no BEGIN/COMMIT
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        existing = Event.objects.select_related("contact").get(idempotency_key=idempotency_key)
-        return idempotent_replay(existing, fingerprint), False
+    event.save(force_insert=True)
     transaction.on_commit(events_kick, robust=True)
     return event, True
 
@@ -437,16 +445,18 @@ def _in_contact_order(claimed: list[Event]) -> list[Event]:
     ]
 
 
-def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> None:
-    """Publish something that happened (a reply, an open) as an event journeys can use."""
+def internal_event(*, contact_id: int, name: str, properties: dict[str, Any], key: str) -> Event:
+    """Publish something that happened (a reply, an open) as an event journeys can use,
+    applied at once; returns the event (its `result` says what applying it did)."""
     contact = Contact.objects.get(pk=contact_id)
-    event_ingest(
+    event, _ = event_ingest(
         name=name,
         contact=contact,
         properties=properties,
         idempotency_key=f"internal:{key}",
         source=Event.Source.INTERNAL,
     )
+    return event
 
 
 def enrollment_exit(*, enrollment: Enrollment, reason: str) -> bool:

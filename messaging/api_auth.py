@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import re
 import threading
 import time
-import uuid
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -38,98 +37,162 @@ KEYWORD = "Api-Key"
 logger = logging.getLogger(__name__)
 
 
-# Verified keys, per process: {sha256 of the key: (ApiKey, generation seen, checked at)}.
-# The generation is a token in the shared cache that changes whenever any ApiKey row is
-# written (see `api_keys_changed`), so a revocation is seen by every process on its next request.
-_verified: dict[str, tuple[ApiKey, str | None, float]] = {}
+# Verified keys, per process: {sha256 of the key: (its ApiKey's pk, that row's hashed_key)}.
+# Only the expensive part is remembered: that this secret matches the stored hash. Whether
+# the key may still be used is read on every request, one read of its row by primary key,
+# so a revocation, an expiry, a deletion or a scope change (in any process, by the admin, an
+# ORM update or raw SQL) bites on the very next request everywhere, with no token to keep
+# in step and nothing a Redis flush could revive.
+_verified: dict[str, tuple[int, str]] = {}
 _verified_lock = threading.Lock()
-GENERATION_KEY = "api-keys:generation"
-# A backstop for writes no ORM hook sees (raw SQL): a cached verification is redone after this.
-VERIFIED_MAX_AGE = 60.0
 _VERIFIED_MAX_ENTRIES = 10_000
-_UNAVAILABLE = "unavailable"
-# How stale another process's view of the generation may be: a key revoked (or changed) in
-# one process is refused by every other within this many seconds.
-GENERATION_POLL_SECONDS = 1.0
-_generation_seen: tuple[str | None, float] = (None, float("-inf"))
 
 
-def api_keys_changed() -> None:
-    """Forget every process's verified keys: now (the writer's own transaction) and again on
-    commit (a request between the two would otherwise cache the row as it was before)."""
+# Failed authentications are counted per client address and per key prefix, a GCRA bucket
+# each: API_AUTH_FAILURE_LIMIT failures at once, then one per window / limit. KEYS = the
+# buckets; ARGV = interval, period (microseconds), 1 to count a failure or 0 only to look.
+# Returns the microseconds until the fullest bucket takes another failure (0: now).
+_FAILURES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local worst = 0
+for _, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local wait = tat + interval - period - now
+  if wait > worst then worst = wait end
+  if ARGV[3] == '1' and wait <= 0 then
+    redis.call('SET', key, tat + interval, 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
+  end
+end
+return worst
+"""
+FAILURES_NAMESPACE = "touchline:auth-failures:"
+_PREFIX_SHAPE = re.compile(r"[A-Za-z0-9]{1,16}")  # djangorestframework-api-key's are 8
+_local_failures: dict[str, float] = {}
+_local_failures_lock = threading.Lock()
+_LOCAL_FAILURES_MAX = 10_000
 
-    def bump() -> None:
-        global _generation_seen
-        cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
-        with _verified_lock:
-            _verified.clear()
-            _generation_seen = (None, float("-inf"))
 
-    bump()
-    transaction.on_commit(bump, robust=True)
+def _failure_buckets(request: Request, key: str) -> list[str]:
+    """The client's address (DRF's ident: REMOTE_ADDR, or X-Forwarded-For behind
+    NUM_PROXIES proxies) and, when the key has one, its prefix."""
+    buckets = [f"{FAILURES_NAMESPACE}ip:{BaseThrottle().get_ident(request)}"]
+    prefix, dot, _ = key.partition(".")
+    if dot and _PREFIX_SHAPE.fullmatch(prefix):
+        buckets.append(f"{FAILURES_NAMESPACE}prefix:{prefix}")
+    return buckets
 
 
-def _generation() -> str | None:
-    """The shared generation token, read at most every GENERATION_POLL_SECONDS per process
-    (a write in this process clears its own cache at once)."""
-    global _generation_seen
-    value, read_at = _generation_seen
-    now = time.monotonic()
-    if now - read_at < GENERATION_POLL_SECONDS:
-        return value
-    try:
-        value = cache.get(GENERATION_KEY)
-        if value is None:
-            # First use, or Redis lost it (a restart, a flush): a fresh token, so that no
-            # verification cached under the lost one (or under none) is trusted again.
-            cache.add(GENERATION_KEY, uuid.uuid4().hex, None)
-            value = cache.get(GENERATION_KEY)
-    except Exception:  # the cache is down: verify against the database instead
-        logger.warning("API key generation unavailable; verifying keys in the database")
-        return _UNAVAILABLE
-    _generation_seen = (value, now)
-    return value
+def _failures(buckets: list[str], *, count: bool) -> float:
+    """Seconds until these buckets take another failure (0: now); with `count`, one more
+    failure is counted in each bucket that has room. Redis when configured (shared by every
+    web process), else in this process; a Redis error lets the request through (logged)."""
+    limit = settings.API_AUTH_FAILURE_LIMIT
+    if limit <= 0:
+        return 0.0
+    period = float(settings.API_AUTH_FAILURE_WINDOW_SECONDS)
+    interval = period / limit
+    if settings.REDIS_URL:
+        try:
+            wait_us = redis_script(_FAILURES)(
+                keys=buckets, args=[int(interval * 1e6), int(period * 1e6), int(count)]
+            )
+        except Exception:
+            logger.warning("Could not count failed API authentications", exc_info=True)
+            return 0.0
+        return wait_us / 1e6
+    with _local_failures_lock:
+        now = time.monotonic()
+        if len(_local_failures) > _LOCAL_FAILURES_MAX:
+            for bucket in [b for b, tat in _local_failures.items() if tat <= now]:
+                del _local_failures[bucket]
+        worst = 0.0
+        for bucket in buckets:
+            tat = _local_failures.get(bucket, now)
+            if tat > now + period:  # the clock went back (tests travel in time): afresh
+                tat = now
+            tat = max(tat, now)
+            wait = tat + interval - period - now
+            worst = max(worst, wait)
+            if count and wait <= 0:
+                _local_failures[bucket] = tat + interval
+        return worst
+
+
+def auth_failures_forget() -> None:
+    """Forget every counted failure (an operator unblocking clients; tests)."""
+    with _local_failures_lock:
+        _local_failures.clear()
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        for bucket in client.scan_iter(match=f"{FAILURES_NAMESPACE}*", count=1000):
+            client.delete(bucket)
+
+
+def _not_throttled(buckets: list[str]) -> None:
+    wait = _failures(buckets, count=False)
+    if wait > 0:
+        raise exceptions.Throttled(
+            wait=math.ceil(wait), detail="Too many failed authentications from this client."
+        )
+
+
+def _failed(buckets: list[str], message: str) -> exceptions.AuthenticationFailed:
+    _failures(buckets, count=True)
+    return exceptions.AuthenticationFailed(message)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
     """Keys are stored hashed (djangorestframework-api-key); revoked or expired keys fail.
 
-    A verified key is remembered per process until any ApiKey is written (a shared generation
-    token, read at most once a second per process instead of a query and a hash per request),
-    or for VERIFIED_MAX_AGE seconds at most. Revocation: immediate in the process that wrote
-    it, within GENERATION_POLL_SECONDS (1 s) in every other."""
+    A verified key's hash check is remembered per process; its row is read again on every
+    request (one indexed read), so revoking a key takes effect on the next request in every
+    process. Failed attempts are counted per client address and per key prefix: past
+    API_AUTH_FAILURE_LIMIT per API_AUTH_FAILURE_WINDOW_SECONDS the client gets 429 with
+    Retry-After, before any key is looked up."""
 
     def authenticate(self, request: Request) -> tuple[None, ApiKey] | None:
         header = request.headers.get("Authorization", "")
         if not header:
             return None
         scheme, _, key = header.partition(" ")
-        if scheme != KEYWORD or not key.strip():
-            raise exceptions.AuthenticationFailed(f"Use 'Authorization: {KEYWORD} <key>'.")
         key = key.strip()
+        if scheme != KEYWORD or not key:
+            buckets = _failure_buckets(request, "")
+            _not_throttled(buckets)
+            raise _failed(buckets, f"Use 'Authorization: {KEYWORD} <key>'.")
         digest = hashlib.sha256(key.encode()).hexdigest()
-        generation = _generation()
-        now = time.monotonic()
         hit = _verified.get(digest)
-        if (
-            hit is not None
-            and generation != _UNAVAILABLE
-            and hit[1] == generation
-            and now - hit[2] < VERIFIED_MAX_AGE
-            and not hit[0].has_expired
-        ):
-            return None, hit[0]
+        if hit is not None:
+            # A secret this process verified is no guess: no failure bucket is looked at, so
+            # a client guessing at a key's prefix does not lock its owner out here.
+            pk, hashed_key = hit
+            api_key = next(iter(ApiKey.objects.filter(pk=pk).order_by()[:1]), None)
+            if api_key is not None and api_key.hashed_key == hashed_key:
+                if api_key.revoked or api_key.has_expired:
+                    raise _failed(
+                        _failure_buckets(request, key), "The API key is revoked or expired."
+                    )
+                return None, api_key
+            with _verified_lock:  # deleted, or given a new secret: verify from scratch
+                _verified.pop(digest, None)
+        buckets = _failure_buckets(request, key)
+        _not_throttled(buckets)
         try:
             api_key = ApiKey.objects.get_from_key(key)
         except ApiKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("The API key is not valid.") from None
+            raise _failed(buckets, "The API key is not valid.") from None
         if api_key.has_expired:  # get_from_key already refused revoked keys and wrong secrets
-            raise exceptions.AuthenticationFailed("The API key is revoked or expired.")
-        if generation != _UNAVAILABLE:
-            with _verified_lock:
-                if len(_verified) >= _VERIFIED_MAX_ENTRIES:
-                    _verified.clear()
-                _verified[digest] = (api_key, generation, now)
+            raise _failed(buckets, "The API key is revoked or expired.")
+        with _verified_lock:
+            if len(_verified) >= _VERIFIED_MAX_ENTRIES:
+                _verified.clear()
+            _verified[digest] = (api_key.pk, api_key.hashed_key)
         return None, api_key
 
     def authenticate_header(self, request: Request) -> str:

@@ -357,42 +357,13 @@ class Conversation(models.Model):
         return f"{self.contact} ({self.get_status_display()})"
 
 
-def _api_keys_changed() -> None:
-    from .api_auth import api_keys_changed
-
-    api_keys_changed()
-
-
-class ApiKeyQuerySet(models.QuerySet):
-    """Bulk writes tell the API's per-process key cache too (`messaging.api_auth`)."""
-
-    def update(self, **kwargs: object) -> int:
-        count = super().update(**kwargs)
-        _api_keys_changed()
-        return count
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        result = super().delete()
-        _api_keys_changed()
-        return result
-
-
 class ApiKey(AbstractAPIKey):
-    """A backend system's key, stored hashed; `scopes` limits what it may call. Every write
-    (save, delete, queryset update/delete) invalidates the keys the API processes remember."""
+    """A backend system's key, stored hashed; `scopes` limits what it may call. The API reads
+    the row on every request (`messaging.api_auth`): a write takes effect at once."""
 
     scopes = models.JSONField(default=list, blank=True)
 
-    objects = APIKeyManager.from_queryset(ApiKeyQuerySet)()
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        super().save(*args, **kwargs)
-        _api_keys_changed()
-
-    def delete(self, *args: object, **kwargs: object):
-        result = super().delete(*args, **kwargs)
-        _api_keys_changed()
-        return result
+    objects = APIKeyManager()
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"

@@ -103,13 +103,26 @@ def in_whatsapp_window(contact: Contact, now: dt.datetime) -> bool:
 
 
 def check_whatsapp_window(
-    *, contact: Contact, now: dt.datetime, has_body: bool, has_content_sid: bool
+    *,
+    contact: Contact,
+    now: dt.datetime,
+    has_body: bool,
+    has_content_sid: bool,
+    has_template: bool = True,
 ) -> Decision:
-    """Freeform inside 24 h of the contact's last WhatsApp message; else an approved template."""
+    """Freeform inside 24 h of the contact's last WhatsApp message; else an approved template.
+    `has_template`: the message comes from a template (False: a free-form body as given)."""
     if has_body and in_whatsapp_window(contact, now):
         return ALLOW
     if has_content_sid:
         return Decision(True, use_template=True)
+    if not has_template:
+        return Decision(
+            False,
+            "outside the WhatsApp 24-hour window: free-form messages are not allowed there; "
+            "send an approved template (one with a content SID)",
+            "whatsapp_window",
+        )
     return Decision(
         False,
         "outside the WhatsApp 24-hour window and the template has no approved content SID",
@@ -189,6 +202,7 @@ def evaluate_send(
     now: dt.datetime | None = None,
     has_body: bool = True,
     has_content_sid: bool = False,
+    has_template: bool = True,
     quiet_hours: tuple[dt.time, dt.time] | None = DEFAULT_QUIET_HOURS,
     cap_action: str = "hold",
 ) -> Decision:
@@ -201,7 +215,11 @@ def evaluate_send(
     use_template = False
     if channel == Channel.WHATSAPP:
         window = check_whatsapp_window(
-            contact=contact, now=now, has_body=has_body, has_content_sid=has_content_sid
+            contact=contact,
+            now=now,
+            has_body=has_body,
+            has_content_sid=has_content_sid,
+            has_template=has_template,
         )
         if not window.allowed:
             return window

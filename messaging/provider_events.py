@@ -15,9 +15,10 @@ from django.db.models import Q
 
 from channels_app.channels import Channel
 from channels_app.events import EventType, InboundEvent, TrackingEvent
+from channels_app.keywords import keyword_word
 
 from . import selectors, signals
-from .conversations import conversation_record_inbound
+from .conversations import conversation_record_inbound, inbound_mark_handled
 from .models import (
     Consent,
     ConsentSource,
@@ -302,7 +303,11 @@ def _apply_keyword(event: InboundEvent, inbound: Message) -> bool:
             note=note,
             occurred_at=event.timestamp,
         )
-    return event.keyword == "stop" or changed
+    if event.keyword == "stop" or changed:
+        return True
+    # START and UNSTOP are only ever keywords; a "yes" that lifted no opt-out answers
+    # something a person asked, so a person reads it.
+    return keyword_word(event.full_body or event.body) != "YES"
 
 
 def inbound_message_apply(*, event: InboundEvent) -> Message | None:
@@ -363,9 +368,11 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
             },
             dedupe_key=f"in:{inbound.pk}",
         )
-        handled = _apply_keyword(event, inbound)
-        if not handled:
-            # Opt-outs and HELP are answered automatically; anything else waits for a human.
+        if _apply_keyword(event, inbound):
+            # Keywords are answered automatically (the provider's opt-out replies, HELP).
+            inbound_mark_handled(message=inbound, handled_by="keyword")
+        else:
+            # Anything else waits for a human.
             conversation_record_inbound(contact=contact, message=inbound)
         if event.channel == Channel.WHATSAPP:
             Contact.objects.filter(

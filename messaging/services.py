@@ -450,6 +450,7 @@ def message_create(
             now=now,
             has_body=bool(content.body.strip()),
             has_content_sid=bool(content.content_sid),
+            has_template=template is not None,
         )
     message = Message(
         direction=Direction.OUTBOUND,

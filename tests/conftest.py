@@ -35,6 +35,14 @@ def _no_sender_rate_limits(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_auth_failure_throttle(settings) -> None:
+    """The failed-authentication throttle is tested on its own
+    (tests/messaging/test_api_auth_failures.py); elsewhere every test client is 127.0.0.1,
+    and one test's refused keys must not get another's a 429."""
+    settings.API_AUTH_FAILURE_LIMIT = 0
+
+
+@pytest.fixture(autouse=True)
 def _fresh_providers() -> Iterator[None]:
     reset_providers()
     yield
