@@ -67,5 +67,7 @@ def staff_with(*codenames: str) -> User:
     user = User.objects.create_user(f"staff-{'-'.join(codenames) or 'none'}", is_staff=True)
     for codename in codenames:
         app, _, code = codename.partition(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=code))
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app, codename=code)
+        )
     return User.objects.get(pk=user.pk)  # fresh: no cached permissions

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.admin_mixins import AuditedAdminMixin
 from audit.models import AuditEntry
@@ -159,10 +160,6 @@ def test_contact_change_records_fields_but_not_personal_data(boss):
 
 
 def test_staff_role_change_on_a_user_is_recorded(boss, superuser):
-    from django.contrib.auth.models import User
-
-    from django.utils import timezone
-
     # (the form shows date_joined to the second: a microsecond would be a change)
     user = User.objects.create_user(
         "ann", is_staff=True, date_joined=timezone.now().replace(microsecond=0)
