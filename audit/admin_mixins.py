@@ -17,10 +17,12 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest, HttpResponseBase
 
+from .models import AuditEntry
 from .services import (
     Target,
     audit_capture_created,
     audit_diff,
+    audit_entry_build,
     audit_record,
     audit_refs,
     audit_snapshot,
@@ -202,16 +204,22 @@ def _record_run(
         details["created"] = audit_refs(created)
     if failed:
         details["failed"] = True
-    for obj in selected:
-        audit_record(
-            actor=request.user,
-            action=name,
-            target=now.get(obj.pk, obj),
-            before=before[obj.pk],
-            after=after[obj.pk],
-            request=request,
-            details=details,
-        )
+    # One entry per object, inserted together: "select all" may pick thousands.
+    AuditEntry.objects.bulk_create(
+        [
+            audit_entry_build(
+                actor=request.user,
+                action=name,
+                target=now.get(obj.pk, obj),
+                before=before[obj.pk],
+                after=after[obj.pk],
+                request=request,
+                details=details,
+            )
+            for obj in selected
+        ],
+        batch_size=500,
+    )
 
 
 def audit_every_model_admin(site: admin.AdminSite = admin.site) -> None:

@@ -1,4 +1,5 @@
-"""Recording staff actions: `audit_record` is the one way an entry is written.
+"""Recording staff actions: `audit_record` is the one way an entry is written
+(`audit_entry_build` is the same entry unsaved, for the admin's bulk insert of an action run).
 
 Admin saves, deletes and actions are recorded by `admin_mixins.AuditedAdminMixin`; staff
 views, the API and management commands call `audit_record` themselves.
@@ -174,12 +175,36 @@ def audit_record(
     dicts (`audit_snapshot`) whose differences are stored; `details` adds context.
 
     Secret values are never stored, and a customer's personal data only by field name."""
+    entry = audit_entry_build(
+        actor=actor,
+        action=action,
+        target=target,
+        before=before,
+        after=after,
+        request=request,
+        details=details,
+    )
+    entry.save()
+    return entry
+
+
+def audit_entry_build(
+    *,
+    actor: AbstractBaseUser | models.Model | str | None,
+    action: str,
+    target: models.Model | Target,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    request: HttpRequest | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """The unsaved entry `audit_record` writes (for a bulk insert of many at once)."""
     kind, actor_id, actor_label = _actor(actor, request)
     what = _target(target)
     context = _request_context(request)
     if details:
         context["details"] = _json(details)
-    return AuditEntry.objects.create(
+    return AuditEntry(
         actor_kind=kind,
         actor_id=actor_id,
         actor_label=actor_label,

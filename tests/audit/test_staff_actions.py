@@ -110,6 +110,19 @@ def test_enrollment_exit_and_fast_forward_actions(boss, journey):
     assert "next_run_at" in forwarded.changes
 
 
+def test_an_action_on_all_rows_records_one_entry_per_object(boss, journey):
+    enrollments = [waiting_enrollment(journey) for _ in range(30)]
+
+    boss.post(
+        reverse("admin:journeys_enrollment_changelist"),
+        {"action": "fast_forward", "select_across": "1", "_selected_action": [enrollments[0].pk]},
+    )
+
+    recorded = entries(action="fast_forward")
+    assert sorted(e.object_id for e in recorded) == sorted(str(e.pk) for e in enrollments)
+    assert all(e.context["details"]["selected"] == 30 for e in recorded)
+
+
 def test_enrollment_exit_view(boss, journey):
     enrollment = waiting_enrollment(journey)
     url = reverse("admin:journeys_enrollment_exit", args=[enrollment.pk])
