@@ -33,6 +33,14 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
     "messaging.contact": frozenset(
         {"email", "phone", "whatsapp", "first_name", "last_name", "attributes", "external_id"}
     ),
+    "messaging.message": frozenset(
+        {"to_address", "from_address", "subject", "body", "html_body", "media", "metadata"}
+    ),
+    "messaging.consentchange": frozenset({"note"}),
+    "messaging.touchpoint": frozenset({"data"}),
+    "journeys.enrollment": frozenset({"context", "exit_reason"}),
+    "journeys.event": frozenset({"properties", "result"}),
+    "journeys.surveyresponse": frozenset({"raw_answer", "choice"}),
 }
 # Objects whose str() shows a customer's name or address are labelled by type and id.
 LABEL_BY_ID = frozenset(

@@ -108,6 +108,8 @@ def test_enrollment_exit_and_fast_forward_actions(boss, journey):
     assert exited.object_label == f"enrollment #{first.pk}"  # no customer name in labels
     assert (forwarded.action, forwarded.object_id) == ("fast_forward", str(second.pk))
     assert "next_run_at" in forwarded.changes
+    # An enrollment's context holds the trigger event's data: named, never copied.
+    assert forwarded.changes["context"] == ["[personal data]", "[personal data]"]
 
 
 def test_an_action_on_all_rows_records_one_entry_per_object(boss, journey):
