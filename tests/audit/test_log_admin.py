@@ -61,6 +61,17 @@ def test_admin_refuses_add_change_and_delete_to_a_superuser(boss):
     assert AuditEntry.objects.count() == 1
 
 
+def test_no_one_can_be_granted_add_change_or_delete():
+    from django.contrib.auth.models import Permission
+
+    codenames = set(
+        Permission.objects.filter(content_type__app_label="audit").values_list(
+            "codename", flat=True
+        )
+    )
+    assert codenames == {"view_auditentry", "export_auditentry"}
+
+
 def test_the_model_refuses_update_and_delete():
     entry = record()
     entry.action = "forged"

@@ -83,6 +83,15 @@ def test_new_version_names_the_copy_it_created(boss, journey):
     assert {"type": "journeys.journey", "id": str(copy.pk), "label": copy.name} in created
 
 
+def test_duplicate_names_the_new_journey(boss, journey):
+    run_action(boss, "admin:journeys_journey_changelist", "duplicate", [journey.pk])
+
+    copy = Journey.objects.get(slug=f"{journey.slug}-copy")
+    [entry] = entries()
+    assert (entry.action, entry.object_id) == ("duplicate", str(journey.pk))
+    assert entry.context["details"]["created"][0]["id"] == str(copy.pk)
+
+
 def test_a_refused_activation_is_still_recorded(boss):
     draft = Journey.objects.create(name="Empty", slug="empty", trigger_event="t.go")
 
