@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "drf_standardized_errors",
     "adminsortable2",
+    "audit",
     "channels_app",
     "messaging",
     "journeys",

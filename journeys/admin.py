@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from audit.services import audit_record, audit_snapshot
 from messaging.admin import ContactAdmin
 from messaging.models import Contact
 
@@ -336,7 +337,18 @@ class EnrollmentAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, enrollment):
             return HttpResponse(status=403)
         if request.method == "POST":
-            services.enrollment_exit(enrollment=enrollment, reason=f"exited by {request.user}")
+            before = audit_snapshot(enrollment)
+            if services.enrollment_exit(enrollment=enrollment, reason=f"exited by {request.user}"):
+                enrollment.refresh_from_db()
+                after = audit_snapshot(enrollment)
+                audit_record(
+                    actor=request.user,
+                    action="exit",
+                    target=enrollment,
+                    before=before,
+                    after=after,
+                    request=request,
+                )
             self.message_user(request, "Enrollment exited.")
             return HttpResponseRedirect(
                 reverse("admin:messaging_contact_change", args=[enrollment.contact_id])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -10,6 +11,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
+
+from audit.services import audit_record
 
 from . import services
 from .forms import ConsentForm, SendMessageForm, SendTestForm
@@ -36,6 +39,9 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
 
@@ -215,6 +221,13 @@ class ContactAdmin(admin.ModelAdmin):
                 for field, errors in exc.errors.items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
+                audit_record(
+                    actor=request.user,
+                    action="send_message",
+                    target=contact,
+                    request=request,
+                    details={"message": str(message.pk), "channel": message.channel},
+                )
                 level = messages.SUCCESS if message.status != "skipped" else messages.WARNING
                 self.message_user(
                     request, f"{message.get_channel_display()} message {message.status}.", level
@@ -237,14 +250,27 @@ class ContactAdmin(admin.ModelAdmin):
             return HttpResponse(status=403)
         form = ConsentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            changed = services.consent_set(
-                contact=contact,
-                channel=form.cleaned_data["channel"],
-                status=form.cleaned_data["status"],
-                source="admin",
-                note=form.cleaned_data["note"],
-                actor_id=request.user.pk,
-            )
+            channel, status = form.cleaned_data["channel"], form.cleaned_data["status"]
+            with transaction.atomic():
+                changed = services.consent_set(
+                    contact=contact,
+                    channel=channel,
+                    status=status,
+                    source="admin",
+                    note=form.cleaned_data["note"],
+                    actor_id=request.user.pk,
+                )
+                if changed:
+                    ledger = contact.consent_changes.filter(channel=channel).latest("id")
+                    audit_record(
+                        actor=request.user,
+                        action="consent_change",
+                        target=contact,
+                        before={f"consent.{channel}": ledger.previous_status},
+                        after={f"consent.{channel}": status},
+                        request=request,
+                        details={"consent_change": ledger.pk},
+                    )
             self.message_user(request, "Consent updated." if changed else "Consent unchanged.")
             return HttpResponseRedirect(
                 reverse("admin:messaging_contact_change", args=[contact.pk])
@@ -405,3 +431,26 @@ admin.site.unregister(APIKey)
 @admin.register(ApiKey)
 class ApiKeyAdmin(APIKeyModelAdmin):
     list_display = (*APIKeyModelAdmin.list_display, "scopes")
+
+
+@admin.register(ConsentChange)
+class ConsentChangeAdmin(admin.ModelAdmin):
+    """The consent ledger: append-only, so read-only here for everyone, superusers too."""
+
+    list_display = ("changed_at", "contact", "channel", "previous_status", "status", "source")
+    list_filter = ("channel", "status", "source")
+    list_select_related = ("contact",)
+    raw_id_fields = ("contact", "message", "changed_by")
+    date_hierarchy = "changed_at"
+    show_full_result_count = False
+    readonly_fields = [f.name for f in ConsentChange._meta.fields]
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

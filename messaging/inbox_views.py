@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from audit.services import audit_record
 from channels_app.channels import Channel
 
 from . import services
@@ -77,6 +78,13 @@ def conversation(request: HttpRequest, contact_id: int) -> HttpResponse:
             for field, errors in exc.errors.items():
                 form.add_error(field if field in form.fields else None, errors)
         else:
+            audit_record(
+                actor=request.user,
+                action="reply",
+                target=contact,
+                request=request,
+                details={"message": str(message.pk), "channel": message.channel},
+            )
             flash.success(request, f"Reply {message.status} on {message.get_channel_display()}.")
             return HttpResponseRedirect(request.path)
     history = list(
@@ -104,6 +112,7 @@ def conversation(request: HttpRequest, contact_id: int) -> HttpResponse:
 def resolve(request: HttpRequest, contact_id: int) -> HttpResponse:
     thread = get_object_or_404(Conversation, contact_id=contact_id)
     conversation_resolve(conversation=thread, user_id=request.user.pk)
+    audit_record(actor=request.user, action="resolve", target=thread, request=request)
     flash.success(request, "Resolved. Paused journeys resume.")
     return HttpResponseRedirect(reverse("touchline-inbox"))
 

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.services import audit_record
 from channels_app.channels import Channel, normalize_phone
 
 from . import policies, services
@@ -295,6 +296,13 @@ def template_send_test(request: HttpRequest, pk: int) -> JsonResponse:
         )
     except services.MessageRequestError as exc:
         return _errors(exc.errors, 400)
+    audit_record(
+        actor=user,
+        action="test_send",
+        target=template,
+        request=request,
+        details={"message": str(message.pk), "channel": message.channel},
+    )
     # Delivery may already have run (its task is queued on commit): answer the current status.
     message.refresh_from_db(fields=["status", "error_message"])
     return JsonResponse(

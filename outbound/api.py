@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import audit_diff, audit_record, audit_snapshot
 from messaging.api import Conflict
 from messaging.serializers import StrictSerializer
 
@@ -256,9 +257,17 @@ class WebhookListCreateView(APIView):
     def post(self, request: Request) -> Response:
         payload = SubscriptionInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        subscription = services.subscription_create(
-            **payload.validated_data, created_by_key=request.auth
-        )
+        with transaction.atomic():
+            subscription = services.subscription_create(
+                **payload.validated_data, created_by_key=request.auth
+            )
+            audit_record(
+                actor=request.auth,
+                action="create",
+                target=subscription,
+                after=audit_snapshot(subscription),
+                request=request,
+            )
         data = SubscriptionCreatedOutput(subscription).data
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -283,9 +292,22 @@ class WebhookDetailView(APIView):
     def patch(self, request: Request, subscription_id: int) -> Response:
         payload = SubscriptionInput(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
-        subscription = services.subscription_update(
-            subscription=_subscription(subscription_id), data=payload.validated_data
-        )
+        subscription = _subscription(subscription_id)
+        before = audit_snapshot(subscription)
+        with transaction.atomic():
+            subscription = services.subscription_update(
+                subscription=subscription, data=payload.validated_data
+            )
+            after = audit_snapshot(subscription)
+            if audit_diff(before, after):
+                audit_record(
+                    actor=request.auth,
+                    action="change",
+                    target=subscription,
+                    before=before,
+                    after=after,
+                    request=request,
+                )
         return Response(SubscriptionOutput(subscription).data)
 
     @extend_schema(
@@ -295,7 +317,16 @@ class WebhookDetailView(APIView):
         summary="Delete a webhook subscription and its delivery history",
     )
     def delete(self, request: Request, subscription_id: int) -> Response:
-        _subscription(subscription_id).delete()
+        subscription = _subscription(subscription_id)
+        with transaction.atomic():
+            audit_record(
+                actor=request.auth,
+                action="delete",
+                target=subscription,
+                before=audit_snapshot(subscription),
+                request=request,
+            )
+            subscription.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from audit.services import audit_record, audit_snapshot
 from messaging.api_auth import ALL_SCOPES
 from messaging.models import ApiKey
 
@@ -24,6 +26,13 @@ class Command(BaseCommand):
         unknown = sorted(set(scopes) - set(ALL_SCOPES) - {"*"})
         if unknown:
             raise CommandError(f"Unknown scope(s): {', '.join(unknown)}")
-        api_key, key = ApiKey.objects.create_key(name=name, scopes=sorted(set(scopes)))
+        with transaction.atomic():
+            api_key, key = ApiKey.objects.create_key(name=name, scopes=sorted(set(scopes)))
+            audit_record(
+                actor="manage.py create_api_key",
+                action="create",
+                target=api_key,
+                after=audit_snapshot(api_key),
+            )
         self.stderr.write(f"Created API key {api_key.prefix}… '{name}' with scopes: {scopes}")
         self.stdout.write(key)
