@@ -387,6 +387,8 @@ class ContactEnrollmentInline(admin.TabularInline):
 
     @admin.display(description="")
     def exit_link(self, obj: Enrollment) -> str:
+        if obj.pk is None:
+            return ""  # an incomplete (e.g. forged) contact form re-rendered: no 500
         return format_html(
             '<a href="{}">Exit…</a>', reverse("admin:journeys_enrollment_exit", args=[obj.pk])
         )
