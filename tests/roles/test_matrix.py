@@ -10,139 +10,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.apps import apps
 from django.contrib import admin
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from django.utils import timezone
 
-from channels_app.events import InboundEvent
-from journeys.blueprints import install_blueprints
-from journeys.models import Enrollment, Event, Journey, SurveyResponse
-from journeys.services import event_ingest, journey_copy, journey_set_status
+from journeys.models import Enrollment, Journey
 from journeys.staff_groups import GROUPS, ensure_staff_groups
-from messaging.models import ApiKey, Consent, Contact, Conversation, Message, Template
-from messaging.provider_events import inbound_message_apply
-from outbound.models import EventType, WebhookDelivery, WebhookSubscription
-from outbound.services import subscription_create
-from tests.factories import ConsentFactory, ContactFactory, TemplateFactory
+from messaging.models import Consent, Conversation, Message
 
-ROLES = ("viewer", "support", "marketing", "superuser")
-ALL = frozenset(ROLES)
-SUPERUSER = frozenset({"superuser"})
-NOBODY: frozenset[str] = frozenset()
+from .world import ALL, NOBODY, ROLES, SUPERUSER, World, assert_untouched, fresh, login, snapshot
 
-
-# --- The world every case runs in -------------------------------------------------------
-
-
-@dataclass
-class World:
-    users: dict[str, User]
-    customer: Contact
-    test_contact: Contact
-    template: Template
-    active_journey: Journey
-    paused_journey: Journey
-    draft_journey: Journey
-    enrollment: Enrollment
-    event: Event
-    survey_response: SurveyResponse
-    message: Message
-    api_key: ApiKey
-    subscription: WebhookSubscription
-    delivery: WebhookDelivery
-    victim: User
-    group: Group
-    objects: dict[str, Any] = field(default_factory=dict)
-
-
-@pytest.fixture
-def world(db, simulator, django_capture_on_commit_callbacks) -> World:
-    ensure_staff_groups()
-    users = {
-        role: User.objects.create_user(role, email=f"{role}@staff.example", is_staff=True)
-        for role in ("viewer", "support", "marketing")
-    }
-    for role, user in users.items():
-        user.groups.add(Group.objects.get(name=role.title()))
-    users["superuser"] = User.objects.create_superuser("root", "root@staff.example", "x")
-
-    install_blueprints(activate=True)
-    customer = ContactFactory(phone="+14155550101", email="customer@example.com")
-    ConsentFactory(contact=customer, channel="sms")
-    with django_capture_on_commit_callbacks(execute=True):
-        event_ingest(name="order.completed", contact=customer, properties={"order_id": "9"})
-        event, _ = event_ingest(name="nothing.listens", contact=customer, properties={})
-    with django_capture_on_commit_callbacks(execute=True):
-        inbound_message_apply(
-            event=InboundEvent(
-                provider="twilio",
-                channel="sms",
-                timestamp=timezone.now(),
-                event_id="SMroles1",
-                sender=customer.phone,
-                recipient="+15005550006",
-                body="Where is my order?",
-            )
-        )
-    active = Journey.objects.get(slug="post-purchase", status=Journey.Status.ACTIVE)
-    paused = Journey.objects.get(slug="onboarding", status=Journey.Status.ACTIVE)
-    journey_set_status(journey=paused, status=Journey.Status.PAUSED)
-    draft = journey_copy(journey=active, slug="scratch", name="Scratch")
-    enrollment = Enrollment.objects.get(contact=customer, journey=active)
-    assert enrollment.state == Enrollment.State.WAITING
-    message = Message.objects.filter(contact=customer, direction="outbound").first()
-    survey_response = SurveyResponse.objects.create(
-        journey=active,
-        step=active.steps.get(key="nps"),
-        enrollment=enrollment,
-        contact=customer,
-        status="answered",
-        raw_answer="9",
-        score=9,
-        answered_at=timezone.now(),
-    )
-    api_key, _ = ApiKey.objects.create_key(name="roles", scopes=[])
-    subscription = subscription_create(
-        url="https://hooks.example.com/touchline", event_types=[EventType.values[0]]
-    )
-    subscription.is_active, subscription.disabled_reason = False, "too many failures"
-    subscription.save()
-    delivery = WebhookDelivery.objects.create(
-        subscription=subscription, event_type=EventType.values[0], payload={"x": 1}
-    )
-    test_contact = ContactFactory(
-        phone="+14155550199", email="qa@staff.example", is_test=True, test_owner=None
-    )
-    world = World(
-        users=users,
-        customer=customer,
-        test_contact=test_contact,
-        template=TemplateFactory(channel="sms", body="Test for {{ contact.first_name }}"),
-        active_journey=active,
-        paused_journey=paused,
-        draft_journey=draft,
-        enrollment=enrollment,
-        event=Event.objects.get(pk=event.pk),
-        survey_response=survey_response,
-        message=message,
-        api_key=api_key,
-        subscription=subscription,
-        delivery=delivery,
-        victim=User.objects.create_user("victim", is_staff=True),
-        group=Group.objects.create(name="Temporary"),
-    )
-    simulator.reset()
-    return world
-
-
-# What a delete_selected (or any action without its own row below) selects, per model.
 SELECT: dict[str, Callable[[World], Any]] = {
     "auth.group": lambda w: w.group,
     "auth.user": lambda w: w.victim,
@@ -169,10 +52,6 @@ def _gone(pick: Callable[[World], Any]) -> Callable[[World], bool]:
     return check
 
 
-def _fresh(obj: Any) -> Any:
-    return type(obj).objects.get(pk=obj.pk)
-
-
 @dataclass(frozen=True)
 class ActionRow:
     allowed: frozenset[str]
@@ -186,17 +65,17 @@ ACTIONS: dict[tuple[str, str], ActionRow] = {
     ("journeys.journey", "activate"): ActionRow(
         {"marketing", "superuser"},
         select=lambda w: w.paused_journey,
-        effect=lambda w: _fresh(w.paused_journey).status == Journey.Status.ACTIVE,
+        effect=lambda w: fresh(w.paused_journey).status == Journey.Status.ACTIVE,
     ),
     ("journeys.journey", "pause"): ActionRow(
         {"marketing", "superuser"},
         select=lambda w: w.active_journey,
-        effect=lambda w: _fresh(w.active_journey).status == Journey.Status.PAUSED,
+        effect=lambda w: fresh(w.active_journey).status == Journey.Status.PAUSED,
     ),
     ("journeys.journey", "archive"): ActionRow(
         {"marketing", "superuser"},
         select=lambda w: w.active_journey,
-        effect=lambda w: _fresh(w.active_journey).status == Journey.Status.ARCHIVED,
+        effect=lambda w: fresh(w.active_journey).status == Journey.Status.ARCHIVED,
     ),
     ("journeys.journey", "duplicate"): ActionRow(
         {"marketing", "superuser"},
@@ -212,11 +91,11 @@ ACTIONS: dict[tuple[str, str], ActionRow] = {
     # (testing journeys) may time-travel, which sends real messages sooner.
     ("journeys.enrollment", "exit_enrollments"): ActionRow(
         {"marketing", "support", "superuser"},
-        effect=lambda w: _fresh(w.enrollment).state == Enrollment.State.EXITED,
+        effect=lambda w: fresh(w.enrollment).state == Enrollment.State.EXITED,
     ),
     ("journeys.enrollment", "fast_forward"): ActionRow(
         {"marketing", "superuser"},
-        effect=lambda w: _fresh(w.enrollment).current_step.key == "nps",
+        effect=lambda w: fresh(w.enrollment).current_step.key == "nps",
     ),
     # Template tests: Marketing, to test contacts only.
     ("messaging.template", "send_test"): ActionRow(
@@ -230,7 +109,7 @@ ACTIONS: dict[tuple[str, str], ActionRow] = {
     ("outbound.webhooksubscription", "reenable"): ActionRow(
         SUPERUSER,
         select=lambda w: w.subscription,
-        effect=lambda w: _fresh(w.subscription).is_active,
+        effect=lambda w: fresh(w.subscription).is_active,
     ),
     # Deleting is for superusers; messages and touchpoints are a log nobody deletes.
     **{
@@ -310,7 +189,7 @@ STAFF_URLS: list[UrlCase] = [
         "post",
         lambda w: [w.enrollment.pk],
         {"marketing", "support", "superuser"},
-        effect=lambda w: _fresh(w.enrollment).state == Enrollment.State.EXITED,
+        effect=lambda w: fresh(w.enrollment).state == Enrollment.State.EXITED,
     ),
     # Django's own user admin page: administrators.
     UrlCase("admin:auth_user_password_change", "get", lambda w: [w.victim.pk], SUPERUSER),
@@ -320,7 +199,7 @@ STAFF_URLS: list[UrlCase] = [
         lambda w: [w.victim.pk],
         SUPERUSER,
         data=lambda w: {"password1": "A-new-pass-1234", "password2": "A-new-pass-1234"},
-        effect=lambda w: _fresh(w.victim).check_password("A-new-pass-1234"),
+        effect=lambda w: fresh(w.victim).check_password("A-new-pass-1234"),
     ),
     # Template editor: preview for editors, tests (to test contacts) for Marketing.
     UrlCase(
@@ -418,30 +297,6 @@ def staff_url_names() -> list[str]:
 
 
 STANDARD_VIEWS = ("changelist", "add", "history", "delete", "change")
-
-
-# --- Helpers ----------------------------------------------------------------------------
-
-
-def snapshot() -> dict[str, list[tuple]]:
-    """Every row of every table (sessions aside: logging in writes one)."""
-    return {
-        model._meta.label: list(model.objects.order_by("pk").values_list())
-        for model in apps.get_models()
-        if model._meta.label != "sessions.Session"
-    }
-
-
-def login(client, world: World, role: str):
-    client.force_login(world.users[role])
-    return client
-
-
-def assert_untouched(before, simulator, what: str) -> None:
-    after = snapshot()
-    changed = [label for label in before if before[label] != after[label]]
-    assert changed == [], f"{what} changed {changed}"
-    assert simulator.messages() == [], f"{what} sent something"
 
 
 # --- Coverage of the tables -------------------------------------------------------------
@@ -583,139 +438,3 @@ def test_staff_url(client, world, simulator, django_capture_on_commit_callbacks,
             assert_untouched(before, simulator, f"{case.method} {case.name}")
 
     as_each_role(client, simulator, run)
-
-
-# --- The permissions behind the table, one by one ----------------------------------------
-
-
-def _staff(username: str, *perms: str) -> User:
-    from django.contrib.auth.models import Permission
-
-    user = User.objects.create_user(username, is_staff=True)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    return User.objects.get(pk=user.pk)  # a fresh permission cache
-
-
-def test_writing_to_a_customer_needs_send_message(
-    client, world, simulator, django_capture_on_commit_callbacks
-):
-    """Inbox and contact rights alone (what Support had before) no longer let staff write."""
-    base = (
-        "messaging.use_inbox",
-        "messaging.view_conversation",
-        "messaging.change_conversation",
-        "messaging.view_contact",
-        "messaging.change_contact",
-    )
-    client.force_login(_staff("helper", *base))
-    conversation = reverse("touchline-conversation", args=[world.customer.pk])
-    send = reverse("admin:messaging_contact_send", args=[world.customer.pk])
-    page = client.get(conversation)
-    assert page.status_code == 200 and b'id="reply-form"' not in page.content
-    contact_page = client.get(reverse("admin:messaging_contact_change", args=[world.customer.pk]))
-    assert send.encode() not in contact_page.content
-    before = snapshot()
-    with django_capture_on_commit_callbacks(execute=True):
-        assert client.post(conversation, {"channel": "sms", "body": "hi"}).status_code == 403
-        assert client.post(send, {"channel": "sms", "body": "hi"}).status_code == 403
-    assert_untouched(before, simulator, "replying without send_message")
-
-    client.force_login(_staff("sender", *base, "messaging.send_message"))
-    assert b'id="reply-form"' in client.get(conversation).content
-    with django_capture_on_commit_callbacks(execute=True):
-        assert client.post(conversation, {"channel": "sms", "body": "hi"}).status_code == 302
-        assert client.post(send, {"channel": "sms", "body": "hello"}).status_code == 302
-    assert [m["body"] for m in simulator.messages()] == ["hi", "hello"]
-
-
-def test_only_test_contact_managers_can_flag_or_readdress_test_contacts(client, world):
-    """A forged contact form cannot make a customer a test recipient (and so a target for
-    template tests), nor point a test contact at a customer's number."""
-    support = world.users["support"]
-    url = reverse("admin:messaging_contact_change", args=[world.customer.pk])
-    client.force_login(support)
-    page = client.get(url)
-    assert page.status_code == 200 and 'name="is_test"' not in page.content.decode()
-    forged = {"is_test": "on", "test_owner": support.pk, "first_name": "Changed"}
-    response = client.post(url, {**_as_posted(page), **forged})
-    assert response.status_code == 302, response.context and response.context["errors"]
-    customer = _fresh(world.customer)
-    assert customer.first_name == "Changed"  # the edit went through, the flag did not
-    assert (customer.is_test, customer.test_owner) == (False, None)
-
-    test_url = reverse("admin:messaging_contact_change", args=[world.test_contact.pk])
-    page = client.get(test_url)
-    response = client.post(test_url, {**_as_posted(page), "phone": world.customer.phone})
-    assert response.status_code == 302
-    assert _fresh(world.test_contact).phone == "+14155550199"
-
-    client.force_login(world.users["superuser"])
-    page = client.get(url)
-    assert 'name="is_test"' in page.content.decode()
-    assert client.post(url, {**_as_posted(page), **forged}).status_code == 302
-    customer = _fresh(world.customer)
-    assert (customer.is_test, customer.test_owner) == (True, support)
-
-
-def _as_posted(page) -> dict[str, Any]:
-    """What a browser would post back from this admin change page, unchanged."""
-    forms = [page.context["adminform"].form]
-    for inline in page.context["inline_admin_formsets"]:
-        management = inline.formset.management_form
-        forms.append(management)
-        forms.extend(inline.formset.forms)
-    data: dict[str, Any] = {}
-    for form in forms:
-        for name in form.fields:
-            bound = form[name]
-            value = bound.field.prepare_value(bound.value())
-            if value is True:
-                data[bound.html_name] = "on"
-            elif value is not None and value is not False:
-                data[bound.html_name] = value
-    return data
-
-
-def test_template_tests_never_reach_a_customer_whatever_is_posted(
-    client, world, simulator, django_capture_on_commit_callbacks
-):
-    """Marketing may send tests, but naming a customer (form, action or endpoint) sends nothing."""
-    client.force_login(world.users["marketing"])
-    before = snapshot()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            reverse("admin:messaging_template_changelist"),
-            {
-                "action": "send_test",
-                "_selected_action": [world.template.pk],
-                "index": 0,
-                "apply": "Send test",
-                "contact": world.customer.pk,
-            },
-        )
-        assert response.status_code == 200 and response.context["form"].errors
-        response = client.post(
-            reverse("touchline-template-send-test", args=[world.template.pk]),
-            json.dumps({"contact": world.customer.pk}),
-            content_type="application/json",
-        )
-        assert response.status_code == 400
-        response = client.post(
-            reverse("touchline-template-send-test", args=[world.template.pk]),
-            json.dumps({"phone": world.customer.phone}),
-            content_type="application/json",
-        )
-        assert response.status_code == 400
-    assert_untouched(before, simulator, "a test aimed at a customer")
-
-
-def test_a_contact_form_missing_its_inline_rows_is_refused_not_a_500(client, world):
-    client.force_login(world.users["support"])
-    url = reverse("admin:messaging_contact_change", args=[world.customer.pk])
-    posted = {k: v for k, v in _as_posted(client.get(url)).items() if not k.endswith("-id")}
-    response = client.post(url, posted)
-    assert response.status_code == 200 and response.context["errors"]
