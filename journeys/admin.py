@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from adminsortable2.admin import SortableAdminBase, SortableStackedInline
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
@@ -164,7 +165,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             rows,
         )
 
-    @admin.action(description="Activate (after checking the journey)")
+    @admin.action(description="Activate (after checking the journey)", permissions=["change"])
     def activate(self, request, queryset):
         for journey in queryset:
             problems = services.journey_activate(journey=journey)
@@ -175,19 +176,21 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             else:
                 self.message_user(request, f"{journey} (v{journey.version}) is live.")
 
-    @admin.action(description="Pause (running enrollments hold)")
+    @admin.action(description="Pause (running enrollments hold)", permissions=["change"])
     def pause(self, request, queryset):
         for journey in queryset:
             services.journey_set_status(journey=journey, status=Journey.Status.PAUSED)
         self.message_user(request, f"{queryset.count()} journey(s) paused.")
 
-    @admin.action(description="Archive (no new entries; running ones finish)")
+    @admin.action(
+        description="Archive (no new entries; running ones finish)", permissions=["change"]
+    )
     def archive(self, request, queryset):
         for journey in queryset:
             services.journey_set_status(journey=journey, status=Journey.Status.ARCHIVED)
         self.message_user(request, f"{queryset.count()} journey(s) archived.")
 
-    @admin.action(description="Duplicate as a new draft journey")
+    @admin.action(description="Duplicate as a new draft journey", permissions=["add"])
     def duplicate(self, request, queryset):
         for journey in queryset:
             slug = f"{journey.slug}-copy"
@@ -204,7 +207,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 ),
             )
 
-    @admin.action(description="Create a new version (draft) to edit")
+    @admin.action(description="Create a new version (draft) to edit", permissions=["add"])
     def new_version(self, request, queryset):
         for journey in queryset:
             copy = services.journey_copy(journey=journey)
@@ -231,8 +234,12 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
 
     def dryrun_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         journey = get_object_or_404(Journey, pk=pk)
-        if not self.has_view_permission(request, journey):
-            return HttpResponse(status=403)
+        # Nothing is kept or sent, but it shows what a contact would get: both views needed.
+        if not (
+            self.has_view_permission(request, journey)
+            and request.user.has_perm("messaging.view_contact")
+        ):
+            raise PermissionDenied
         form = DryRunForm(
             request.POST or None,
             initial={
@@ -305,7 +312,10 @@ class EnrollmentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Exit the selected enrollments")
+    def has_fast_forward_enrollment_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("journeys.fast_forward_enrollment")
+
+    @admin.action(description="Exit the selected enrollments", permissions=["change"])
     def exit_enrollments(self, request, queryset):
         count = sum(
             services.enrollment_exit(enrollment=e, reason=f"exited by {request.user}")
@@ -313,7 +323,10 @@ class EnrollmentAdmin(admin.ModelAdmin):
         )
         self.message_user(request, f"{count} enrollment(s) exited.")
 
-    @admin.action(description="Skip the current wait now (demo time travel)")
+    @admin.action(
+        description="Skip the current wait now (demo time travel)",
+        permissions=["fast_forward_enrollment"],
+    )
     def fast_forward(self, request, queryset):
         count = services.enrollments_fast_forward(queryset=queryset)
         self.message_user(
@@ -335,7 +348,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
             Enrollment.objects.select_related("journey", "contact"), pk=pk
         )
         if not self.has_change_permission(request, enrollment):
-            return HttpResponse(status=403)
+            raise PermissionDenied
         if request.method == "POST":
             before = audit_snapshot(enrollment)
             if services.enrollment_exit(enrollment=enrollment, reason=f"exited by {request.user}"):
@@ -386,6 +399,8 @@ class ContactEnrollmentInline(admin.TabularInline):
 
     @admin.display(description="")
     def exit_link(self, obj: Enrollment) -> str:
+        if obj.pk is None:
+            return ""  # an incomplete (e.g. forged) contact form re-rendered: no 500
         return format_html(
             '<a href="{}">Exit…</a>', reverse("admin:journeys_enrollment_exit", args=[obj.pk])
         )

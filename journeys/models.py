@@ -180,6 +180,9 @@ class Enrollment(models.Model):
 
     class Meta:
         ordering = ["-entered_at"]
+        permissions = [
+            ("fast_forward_enrollment", "Can skip an enrollment's current wait (time travel)")
+        ]
         indexes = [
             # The scheduler's claim: due live enrollments in next_run_at order.
             models.Index(

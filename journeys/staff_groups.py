@@ -1,4 +1,9 @@
-"""The staff groups, kept in step with the models after every migrate."""
+"""The staff groups, kept in step with the models after every migrate (so an existing install
+gets a new permission of its groups with its next `migrate`). README's role table says the same.
+
+Kept out of every group, for superusers (or a group an administrator makes): deleting,
+`messaging.manage_test_contacts` (who is a test recipient), API keys, outbound webhooks, users.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,11 @@ GROUPS: dict[str, list[str]] = {
         "journeys.view_step",
         "journeys.view_enrollment",
         "journeys.change_enrollment",
+        "journeys.fast_forward_enrollment",
         "journeys.view_event",
         "journeys.view_surveyresponse",
+        # template tests, only ever to test contacts (messaging/staff_sends.py)
+        "messaging.send_test_message",
         "messaging.add_template",
         "messaging.change_template",
         "messaging.view_template",
@@ -30,6 +38,8 @@ GROUPS: dict[str, list[str]] = {
     # the inbox and contacts
     "Support": [
         "messaging.use_inbox",
+        # inbox replies and "Send message" on a contact: the only group that writes to customers
+        "messaging.send_message",
         "messaging.view_conversation",
         "messaging.change_conversation",
         "messaging.view_contact",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,6 +28,7 @@ from .models import (
     Template,
     Touchpoint,
 )
+from .staff_sends import staff_test_recipients, staff_test_send
 
 TIMELINE_ROWS = 50
 
@@ -101,7 +104,7 @@ class ContactAdmin(admin.ModelAdmin):
         "created_via",
         "created_at",
     )
-    list_filter = ("created_via", "preferred_channel", "email_undeliverable")
+    list_filter = ("created_via", "preferred_channel", "email_undeliverable", "is_test")
     search_fields = ("external_id", "email", "phone", "whatsapp", "first_name", "last_name")
     readonly_fields = (
         "created_via",
@@ -132,6 +135,14 @@ class ContactAdmin(admin.ModelAdmin):
             "Deliverability",
             {"fields": ("email_undeliverable", "phone_invalid", "last_inbound_whatsapp_at")},
         ),
+        (
+            "Test recipient",
+            {
+                "fields": ("is_test", "test_owner"),
+                "description": "Template tests go only to test contacts. Only users allowed "
+                "to manage test contacts can change this, or a test contact's addresses.",
+            },
+        ),
         ("Conversation", {"fields": ("conversation",)}),
         ("Timeline", {"fields": ("timeline",)}),
         ("Record", {"fields": ("created_via", "created_at", "updated_at")}),
@@ -140,9 +151,38 @@ class ContactAdmin(admin.ModelAdmin):
     change_form_template = "admin/messaging/contact/change_form.html"
     show_full_result_count = False
 
+    # Who may make a contact a test recipient (and so a target of template tests), or change
+    # where an existing test contact's messages go. Read-only fields are not in the form, so a
+    # forged POST of them changes nothing.
+    _TEST_FIELDS = ("is_test", "test_owner")
+    _ADDRESS_FIELDS = ("email", "phone", "whatsapp")
+
+    def has_manage_test_contacts_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("messaging.manage_test_contacts")
+
+    def has_send_message_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm("messaging.send_message") and self.has_view_permission(
+            request, obj
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Contact | None = None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not self.has_manage_test_contacts_permission(request):
+            readonly += self._TEST_FIELDS
+            if obj is not None and obj.is_test:
+                readonly += self._ADDRESS_FIELDS
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "test_owner":
+            kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_via = Contact.CreatedVia.ADMIN
+        if not obj.is_test:
+            obj.test_owner = None  # only a test contact has an owner (a database constraint)
         super().save_model(request, obj, form, change)
 
     @admin.display(description="Latest touchpoints")
@@ -202,8 +242,8 @@ class ContactAdmin(admin.ModelAdmin):
 
     def send_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = get_object_or_404(Contact, pk=pk)
-        if not self.has_change_permission(request, contact):
-            return HttpResponse(status=403)
+        if not self.has_send_message_permission(request, contact):
+            raise PermissionDenied
         form = SendMessageForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -247,7 +287,7 @@ class ContactAdmin(admin.ModelAdmin):
     def consent_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         contact = get_object_or_404(Contact, pk=pk)
         if not self.has_change_permission(request, contact):
-            return HttpResponse(status=403)
+            raise PermissionDenied
         form = ConsentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             channel, status = form.cleaned_data["channel"], form.cleaned_data["status"]
@@ -305,7 +345,29 @@ class TemplateAdmin(admin.ModelAdmin):
         "content_variables",
     )
 
-    @admin.action(description="Send a test of the selected template to a contact")
+    def has_send_test_message_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("messaging.send_test_message") and self.has_view_permission(
+            request
+        )
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The live preview renders only for template editors; the send box only for testers.
+        extra_context = {
+            **(extra_context or {}),
+            "can_preview": self.has_change_permission(request),
+            "can_send_test": self.has_send_test_message_permission(request),
+        }
+        template = self.get_object(request, object_id) if object_id else None
+        if template is not None and extra_context["can_send_test"]:
+            extra_context["test_recipients"] = list(
+                staff_test_recipients(channel=template.channel)[:50]
+            )
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @admin.action(
+        description="Send a test of the selected template to a test contact",
+        permissions=["send_test_message"],
+    )
     def send_test(self, request: HttpRequest, queryset: QuerySet[Template]):
         if "apply" in request.POST:
             form = SendTestForm(request.POST)
@@ -313,12 +375,8 @@ class TemplateAdmin(admin.ModelAdmin):
                 contact = form.cleaned_data["contact"]
                 for template in queryset:
                     try:
-                        message, _ = services.message_create(
-                            contact=contact,
-                            channel=template.channel,
-                            template=template,
-                            source="admin-test",
-                            actor_id=request.user.pk,
+                        message = staff_test_send(
+                            template=template, contact=contact, actor_id=request.user.pk
                         )
                     except services.MessageRequestError as exc:
                         self.message_user(request, f"{template}: {exc.errors}", messages.ERROR)

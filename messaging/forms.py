@@ -38,4 +38,8 @@ class ConsentForm(forms.Form):
 
 
 class SendTestForm(forms.Form):
-    contact = forms.ModelChoiceField(queryset=Contact.objects.order_by("-id"))
+    # Only test contacts can be chosen; staff_test_send checks again whatever is posted.
+    contact = forms.ModelChoiceField(
+        queryset=Contact.objects.filter(is_test=True, erased_at__isnull=True).order_by("-id"),
+        help_text="Test contacts only (an administrator flags them on the contact's page).",
+    )

@@ -52,7 +52,11 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 @permission_required("messaging.use_inbox", raise_exception=True)
 def conversation(request: HttpRequest, contact_id: int) -> HttpResponse:
-    """Read the thread across channels and answer; opening it pauses marketing journeys."""
+    """Read the thread across channels and answer; opening it pauses marketing journeys.
+    Answering writes to a customer, so it needs `send_message` too."""
+    can_reply = request.user.has_perm("messaging.send_message")
+    if request.method == "POST" and not can_reply:
+        raise PermissionDenied
     contact = get_object_or_404(Contact, pk=contact_id)
     thread = get_object_or_404(Conversation, contact=contact)
     if thread.status != Conversation.Status.RESOLVED:
@@ -101,7 +105,7 @@ def conversation(request: HttpRequest, contact_id: int) -> HttpResponse:
             contact=contact,
             thread=thread,
             history=history,
-            form=form,
+            form=form if can_reply else None,
             Direction=Direction,
         ),
     )
@@ -119,7 +123,7 @@ def resolve(request: HttpRequest, contact_id: int) -> HttpResponse:
 
 def contact_timeline(request: HttpRequest, contact_id: int) -> HttpResponse:
     """Every touchpoint of a contact, filterable, paginated by keyset (fast at any depth)."""
-    if not request.user.has_perm("messaging.view_touchpoint"):
+    if not request.user.has_perms(("messaging.view_touchpoint", "messaging.view_contact")):
         raise PermissionDenied
     contact = get_object_or_404(Contact, pk=contact_id)
     channel = request.GET.get("channel", "")

@@ -65,11 +65,34 @@ class Contact(models.Model):
     erased_at = models.DateTimeField(
         null=True, blank=True, help_text="Personal data erased (GDPR); never messaged again."
     )
+    # Test sends from the admin reach only test contacts (messaging/staff_sends.py); flagging
+    # one needs `manage_test_contacts`, so nobody can make a customer a test recipient.
+    is_test = models.BooleanField(
+        default=False,
+        help_text="A staff test recipient: template tests may be sent to it, never to others.",
+    )
+    test_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="test_contacts",
+        help_text="The staff member whose “Send test to me” reaches this test contact.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("manage_test_contacts", "Can flag contacts as test contacts and set their owner")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(test_owner__isnull=True) | models.Q(is_test=True),
+                name="contact_test_owner_only_on_test_contacts",
+            )
+        ]
 
     def __str__(self) -> str:
         name = f"{self.first_name} {self.last_name}".strip()
@@ -238,6 +261,10 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("send_message", "Can send messages to customers from the admin (reply, message)"),
+            ("send_test_message", "Can send template tests to test contacts"),
+        ]
         indexes = [
             models.Index(fields=["contact", "-created_at"], name="message_contact_recent"),
             # The sweeper's two scans stay small: only live rows are in these indexes.

@@ -1,9 +1,11 @@
 """Staff tools for the template editor, under /admin/touchline/templates/.
 
 - `template_preview`: renders the editor's unsaved fields for a contact and a sample event
-  through `render_content` (the code that sends) and answers what would go out.
+  through `render_content` (the code that sends) and answers what would go out. Template
+  editors only (`change_template`).
 - `template_preview_contacts`: the newest contacts, for the preview's picker.
-- `template_send_test`: sends the saved template to the signed-in staff member.
+- `template_send_test`: sends the saved template to a test contact: the signed-in staff
+  member's own, or one they name (`send_test_message`; see staff_sends.py).
 
 Errors share one shape, `{"errors": {field: [message, …]}}`. A template's own fields with
 Liquid or other problems answer 200 (the preview worked; the template needs fixing); a
@@ -17,14 +19,13 @@ import json
 from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import audit_record
-from channels_app.channels import Channel, normalize_phone
+from channels_app.channels import Channel
 
 from . import policies, services
 from .email_html import inline_email_css
@@ -37,6 +38,7 @@ from .rendering import (
     template_errors,
 )
 from .sms import sms_segments
+from .staff_sends import staff_own_test_recipient, staff_test_recipients, staff_test_send
 
 PREVIEW_EVENT = {"order_id": "1001", "name": "order.completed"}
 PICKER_CONTACTS = 50
@@ -165,6 +167,8 @@ def _sms_json(text: str) -> dict[str, Any]:
 @require_GET
 def template_preview_contacts(request: HttpRequest) -> JsonResponse:
     """The 50 newest contacts for the preview's contact picker."""
+    if not request.user.has_perm("messaging.change_template"):
+        return _forbidden("preview templates")
     if not request.user.has_perm("messaging.view_contact"):
         return JsonResponse({"contacts": []})
     contacts = Contact.objects.order_by("-id")[:PICKER_CONTACTS]
@@ -175,7 +179,7 @@ def template_preview_contacts(request: HttpRequest) -> JsonResponse:
 @require_POST
 def template_preview(request: HttpRequest) -> JsonResponse:
     """Render the editor's current, unsaved template fields for a contact and sample event."""
-    if not request.user.has_perm("messaging.view_template"):
+    if not request.user.has_perm("messaging.change_template"):
         return _forbidden("preview templates")
     try:
         data = _request_data(request)
@@ -249,12 +253,16 @@ def template_preview(request: HttpRequest) -> JsonResponse:
 @staff_member_required
 @require_POST
 def template_send_test(request: HttpRequest, pk: int) -> JsonResponse:
-    """Send the saved template to the signed-in staff member through `message_create`.
+    """Send the saved template to a test contact through `message_create`.
 
-    The recipient is a contact of their own (external id `staff-<user id>`): their account's
-    email, or for SMS/WhatsApp the `phone` posted (E.164), kept for next time.
+    `contact` (optional) names a test contact; without it the test goes to the signed-in
+    user's own test contact for the channel (for email, their account's address). Any other
+    recipient is refused: a test never reaches a customer.
     """
-    if not request.user.has_perm("messaging.view_template"):
+    user = request.user
+    if not (
+        user.has_perm("messaging.send_test_message") and user.has_perm("messaging.view_template")
+    ):
         return _forbidden("send test messages")
     template = Template.objects.filter(pk=pk).first()
     if template is None:
@@ -264,35 +272,40 @@ def template_send_test(request: HttpRequest, pk: int) -> JsonResponse:
         event = _json_object(data.get("event"), "event", PREVIEW_EVENT)
     except _BadRequest as exc:
         return _errors(exc.errors, 400)
-    user = request.user
-    fields: dict[str, str] = {"first_name": user.first_name, "last_name": user.last_name}
-    if template.channel == Channel.EMAIL:
-        if not user.email:
-            return _errors({"email": ["Your admin user has no email address: add one first."]}, 400)
-        fields["email"] = user.email
-    elif str(data.get("phone") or "").strip():
+    if str(data.get("phone") or "").strip():
+        # Earlier versions sent to any number typed here.
+        return _errors(
+            {"phone": ["Tests go only to test contacts; a phone number cannot be given here."]},
+            400,
+        )
+    chosen = data.get("contact")
+    if chosen not in (None, ""):
         try:
-            phone = normalize_phone(str(data["phone"]))
-        except ValidationError as exc:
-            return _errors({"phone": exc.messages}, 400)
-        fields["whatsapp" if template.channel == Channel.WHATSAPP else "phone"] = phone
-    contact, _ = services.contact_upsert(
-        external_id=f"staff-{user.pk}",
-        data=fields,
-        created_via=Contact.CreatedVia.ADMIN,
-        consent_source="admin",
-        actor_id=user.pk,
-    )
-    if not contact.address_for(template.channel):
-        return _errors({"phone": ["Enter your phone number (E.164, e.g. +14155552671)."]}, 400)
+            contact_id = int(chosen)
+        except (TypeError, ValueError):
+            return _errors({"contact": ["A contact id is a number."]}, 400)
+        contact = staff_test_recipients().filter(pk=contact_id).first()
+        if contact is None:
+            return _errors({"contact": [f"Contact {contact_id} is not a test contact."]}, 400)
+    else:
+        contact = staff_own_test_recipient(user=user, channel=template.channel)
+        if contact is None:
+            return _errors(
+                {
+                    "contact": [
+                        f"You have no test contact with a {template.get_channel_display()} "
+                        "address: ask an administrator to flag one as your test contact "
+                        "(Contacts → the contact → Test recipient)."
+                        if template.channel != Channel.EMAIL
+                        else "Your admin user has no email address and no test contact: "
+                        "ask an administrator to add one."
+                    ]
+                },
+                400,
+            )
     try:
-        message, _ = services.message_create(
-            contact=contact,
-            channel=template.channel,
-            template=template,
-            context=event,
-            source="admin-test",
-            actor_id=user.pk,
+        message = staff_test_send(
+            template=template, contact=contact, actor_id=user.pk, context=event
         )
     except services.MessageRequestError as exc:
         return _errors(exc.errors, 400)

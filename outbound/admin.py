@@ -85,7 +85,9 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
             messages.WARNING,
         )
 
-    @admin.action(description="Re-enable (clear the failure count and reason)")
+    @admin.action(
+        description="Re-enable (clear the failure count and reason)", permissions=["change"]
+    )
     def reenable(self, request: HttpRequest, queryset: QuerySet[WebhookSubscription]) -> None:
         count = 0
         for subscription in queryset:

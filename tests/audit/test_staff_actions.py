@@ -149,7 +149,7 @@ def test_enrollment_exit_view(boss, journey):
 
 def test_template_send_test_action_records_the_message_not_the_form(boss, simulator):
     template = TemplateFactory()
-    contact = ContactFactory()
+    contact = ContactFactory(is_test=True)  # tests go to test contacts only
     url = "admin:messaging_template_changelist"
 
     form_page = run_action(boss, url, "send_test", [template.pk])
@@ -170,7 +170,8 @@ def test_template_send_test_view(boss, superuser, simulator):
     template = TemplateFactory(channel="sms")
     url = reverse("touchline-template-send-test", args=[template.pk])
 
-    response = boss.post(url, {"phone": "+14155552671"}, content_type="application/json")
+    tester = ContactFactory(is_test=True, phone="+14155552671")
+    response = boss.post(url, {"contact": tester.pk}, content_type="application/json")
 
     assert response.status_code == 201, response.content
     [entry] = entries()

@@ -29,8 +29,8 @@ def preview(client, status: int = 200, **fields):
     return response.json()
 
 
-def staff_user(*perms: str, email: str = "") -> User:
-    user = User.objects.create_user("staffer", email=email, password="x", is_staff=True)
+def staff_user(*perms: str, email: str = "", username: str = "staffer") -> User:
+    user = User.objects.create_user(username, email=email, password="x", is_staff=True)
     for perm in perms:
         app_label, codename = perm.split(".")
         user.user_permissions.add(
@@ -275,7 +275,7 @@ def test_preview_is_for_staff_with_the_view_template_permission(client):
 @pytest.mark.django_db
 def test_picking_a_real_contact_needs_the_view_contact_permission(client):
     contact = ContactFactory()
-    client.force_login(staff_user("messaging.view_template"))
+    client.force_login(staff_user("messaging.view_template", "messaging.change_template"))
     assert preview(client, body="x")["rendered"]["text"] == "x"  # the sample contact is fine
     preview(client, status=403, body="x", contact=contact.pk)
     response = client.get(reverse("touchline-template-preview-contacts"))
@@ -310,7 +310,31 @@ def test_template_change_page_carries_the_preview_panel(admin_client):
     assert "send-test" not in response.content.decode()
 
 
+@pytest.mark.django_db
+def test_template_page_shows_preview_to_editors_and_the_send_box_to_testers(client):
+    template = TemplateFactory()
+    url = reverse("admin:messaging_template_change", args=[template.pk])
+    client.force_login(staff_user("messaging.view_template"))
+    page = client.get(url).content.decode()
+    assert 'id="touchline-preview"' not in page and "template_preview.js" not in page
+    client.force_login(staff_user("messaging.change_template", username="editor"))
+    page = client.get(url).content.decode()
+    assert 'id="touchline-preview"' in page and send_test_url(template.pk) not in page
+    mine = flagged_test_contact(phone="+14155552671")
+    client.force_login(
+        staff_user("messaging.change_template", "messaging.send_test_message", username="tester")
+    )
+    page = client.get(url).content.decode()
+    assert send_test_url(template.pk) in page
+    assert f'<option value="{mine.pk}">' in page
+
+
 # --- Send test to me ------------------------------------------------------------------
+
+
+def flagged_test_contact(owner: User | None = None, **fields) -> Contact:
+    """A contact an administrator flagged as a test recipient (owned by `owner`)."""
+    return ContactFactory(is_test=True, test_owner=owner, **fields)
 
 
 @pytest.mark.django_db
@@ -337,7 +361,8 @@ def test_send_test_email_goes_through_the_pipeline_to_the_staff_member(
     assert message.source == "admin-test" and message.template == template
     assert message.to_address == "boss@example.com"
     contact = message.contact
-    assert (contact.external_id, contact.created_via) == (f"staff-{admin_user.pk}", "admin")
+    # The account's email became the user's own test contact (reused next time).
+    assert (contact.is_test, contact.test_owner, contact.created_via) == (True, admin_user, "admin")
     assert Touchpoint.objects.filter(message=message, kind="queued", actor=admin_user).exists()
     [received] = simulator.messages()
     assert received["to"] == "boss@example.com"
@@ -347,30 +372,43 @@ def test_send_test_email_goes_through_the_pipeline_to_the_staff_member(
     # The answer was written before the test's transaction "committed" and ran delivery.
     assert answer["status"] == "queued"
     assert answer["url"] == reverse("admin:messaging_message_change", args=[message.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(send_test_url(template.pk), "{}", "application/json")
+    assert response.status_code == 201
+    assert Contact.objects.filter(is_test=True).count() == 1
 
 
 @pytest.mark.django_db
-def test_send_test_sms_validates_and_remembers_the_phone(
+def test_send_test_sms_goes_to_the_users_own_test_contact_never_a_typed_number(
     admin_client, admin_user, simulator, django_capture_on_commit_callbacks
 ):
     template = TemplateFactory(channel="sms", body="Test {{ event.order_id }}")
     url = send_test_url(template.pk)
+    customer = ContactFactory(phone="+14155550100")
+    # No test contact yet: nothing to send to, and a typed number is not accepted any more.
     response = admin_client.post(url, json.dumps({}), content_type="application/json")
+    assert response.status_code == 400 and "contact" in response.json()["errors"]
+    response = admin_client.post(url, json.dumps({"phone": customer.phone}), "application/json")
     assert response.status_code == 400 and "phone" in response.json()["errors"]
-    response = admin_client.post(url, json.dumps({"phone": "12"}), "application/json")
-    assert response.status_code == 400 and "phone" in response.json()["errors"]
+    # Naming a customer (not a test contact) is refused too.
+    response = admin_client.post(url, json.dumps({"contact": customer.pk}), "application/json")
+    assert response.status_code == 400 and "contact" in response.json()["errors"]
+    assert not Message.objects.exists() and simulator.messages() == []
 
+    someone_else = User.objects.create_user("other", is_staff=True)
+    flagged_test_contact(owner=someone_else, phone="+14155552670")
+    mine = flagged_test_contact(owner=admin_user, phone="+14155552671")
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(url, {"phone": "+1 415 555 2671"})  # a form post works too
+        response = admin_client.post(url, {"event": '{"order_id": "7"}'})  # a form post works too
     assert response.status_code == 201, response.content
-    contact = Contact.objects.get(external_id=f"staff-{admin_user.pk}")
-    assert contact.phone == "+14155552671"
+    assert Message.objects.get(source="admin-test").contact == mine
+    # Any test contact can be picked by id (a shared test phone, a colleague's).
+    shared = flagged_test_contact(phone="+14155552672")
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(url, json.dumps({}), content_type="application/json")
-    assert response.status_code == 201
-    assert Contact.objects.filter(external_id__startswith="staff-").count() == 1
-    assert [m["to"] for m in simulator.messages()] == ["+14155552671", "+14155552671"]
-    assert Message.objects.filter(source="admin-test", channel="sms").count() == 2
+        response = admin_client.post(url, json.dumps({"contact": shared.pk}), "application/json")
+    assert response.status_code == 201, response.content
+    assert [m["to"] for m in simulator.messages()] == ["+14155552671", "+14155552672"]
+    assert [m["body"] for m in simulator.messages()] == ["Test 7", "Test 1001"]
 
 
 @pytest.mark.django_db
@@ -379,7 +417,8 @@ def test_send_test_email_needs_an_email_on_the_user(admin_client, admin_user):
     admin_user.save()
     template = TemplateFactory(channel="email", subject="s", body="b")
     response = admin_client.post(send_test_url(template.pk), "{}", "application/json")
-    assert response.status_code == 400 and "email" in response.json()["errors"]
+    assert response.status_code == 400
+    assert "no email address" in response.json()["errors"]["contact"][0]
     assert not Message.objects.exists()
 
 
@@ -388,9 +427,25 @@ def test_send_test_permissions_and_unknown_template(client, admin_client):
     template = TemplateFactory()
     response = client.post(send_test_url(template.pk), "{}", "application/json")
     assert response.status_code == 302
-    client.force_login(staff_user())
+    # Seeing templates is not enough to send one (the hole issue 12 found).
+    client.force_login(staff_user("messaging.view_template", "messaging.change_template"))
+    flagged_test_contact(phone="+14155552671")
     response = client.post(send_test_url(template.pk), "{}", "application/json")
     assert response.status_code == 403
     response = admin_client.post(send_test_url(999999), "{}", "application/json")
     assert response.status_code == 404
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_send_test_service_refuses_a_contact_that_is_not_a_test_contact(admin_user):
+    from messaging.services import MessageRequestError
+    from messaging.staff_sends import staff_test_send
+
+    template = TemplateFactory(channel="sms")
+    customer = ContactFactory()
+    customer.is_test = True  # stale or forged in memory: the database decides
+    with pytest.raises(MessageRequestError) as raised:
+        staff_test_send(template=template, contact=customer, actor_id=admin_user.pk)
+    assert "contact" in raised.value.errors
     assert not Message.objects.exists()

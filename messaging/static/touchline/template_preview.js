@@ -298,7 +298,7 @@
     if (!url || !button) {
       return;
     }
-    const phone = document.getElementById("touchline-send-test-phone");
+    const recipient = document.getElementById("touchline-send-test-contact");
     const result = document.getElementById("touchline-send-test-result");
     const errors = panel.querySelector('[data-errors-for="send-test"]');
     button.addEventListener("click", async () => {
@@ -309,7 +309,7 @@
       try {
         const { response, data } = await postJson(url, {
           event: eventInput.value,
-          phone: phone ? phone.value : "",
+          contact: recipient ? recipient.value : "",
         });
         if (response.ok) {
           const message = data.message;

@@ -1,0 +1,467 @@
+"""The role matrix (issue 12): every admin action and every staff URL, run as each role.
+
+The actions and URLs are read from the admin site and the URL configuration, not listed by
+hand: an action or staff page added later without a row in ACTIONS / STAFF_URLS fails here.
+For each role the test asserts allowed or refused; a refusal must leave every table as it
+was and the provider simulator empty, and a refused action must not even be offered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from audit.models import AuditEntry
+from audit.services import audit_record
+from journeys.models import Enrollment, Journey
+from journeys.staff_groups import GROUPS, ensure_staff_groups
+from messaging.models import Consent, ConsentChange, Conversation, Message
+
+from .world import ALL, NOBODY, ROLES, SUPERUSER, World, assert_untouched, fresh, login, snapshot
+
+SELECT: dict[str, Callable[[World], Any]] = {
+    "auth.group": lambda w: w.group,
+    "auth.user": lambda w: w.victim,
+    "messaging.template": lambda w: w.template,
+    "messaging.message": lambda w: w.message,
+    "messaging.touchpoint": lambda w: w.message.touchpoints.first(),
+    "messaging.apikey": lambda w: w.api_key,
+    # (a contact with messages cannot be deleted by anyone: messages are a log)
+    "messaging.contact": lambda w: w.test_contact,
+    "journeys.journey": lambda w: w.draft_journey,
+    "journeys.enrollment": lambda w: w.enrollment,
+    "journeys.surveyresponse": lambda w: w.survey_response,
+    "journeys.event": lambda w: w.event,
+    "outbound.webhooksubscription": lambda w: w.subscription,
+    "outbound.webhookdelivery": lambda w: w.delivery,
+    # The two ledgers: nobody deletes from them, superusers included.
+    "audit.auditentry": lambda w: audit_record(actor="matrix", action="seed", target=w.template),
+    "messaging.consentchange": lambda w: ConsentChange.objects.create(
+        contact=w.customer,
+        channel="email",
+        status="unsubscribed",
+        previous_status="subscribed",
+        source="api",
+        changed_at=timezone.now(),
+    ),
+}
+
+LEDGERS = (
+    "messaging.message",
+    "messaging.touchpoint",
+    "audit.auditentry",
+    "messaging.consentchange",
+)
+
+
+def _gone(pick: Callable[[World], Any]) -> Callable[[World], bool]:
+    def check(w: World) -> bool:
+        obj = pick(w)
+        return not type(obj).objects.filter(pk=obj.pk).exists()
+
+    return check
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    allowed: frozenset[str]
+    select: Callable[[World], Any] | None = None  # default: SELECT[model]
+    data: Callable[[World], dict[str, Any]] = lambda w: {}
+    effect: Callable[[World], bool] | None = None  # default for delete_selected: object gone
+
+
+ACTIONS: dict[tuple[str, str], ActionRow] = {
+    # Journeys: Marketing builds and launches them.
+    ("journeys.journey", "activate"): ActionRow(
+        {"marketing", "superuser"},
+        select=lambda w: w.paused_journey,
+        effect=lambda w: fresh(w.paused_journey).status == Journey.Status.ACTIVE,
+    ),
+    ("journeys.journey", "pause"): ActionRow(
+        {"marketing", "superuser"},
+        select=lambda w: w.active_journey,
+        effect=lambda w: fresh(w.active_journey).status == Journey.Status.PAUSED,
+    ),
+    ("journeys.journey", "archive"): ActionRow(
+        {"marketing", "superuser"},
+        select=lambda w: w.active_journey,
+        effect=lambda w: fresh(w.active_journey).status == Journey.Status.ARCHIVED,
+    ),
+    ("journeys.journey", "duplicate"): ActionRow(
+        {"marketing", "superuser"},
+        select=lambda w: w.active_journey,
+        effect=lambda w: Journey.objects.filter(slug="post-purchase-copy").exists(),
+    ),
+    ("journeys.journey", "new_version"): ActionRow(
+        {"marketing", "superuser"},
+        select=lambda w: w.active_journey,
+        effect=lambda w: Journey.objects.filter(slug="post-purchase").count() == 2,
+    ),
+    # Enrollments: both Marketing and Support may take a customer out; only Marketing
+    # (testing journeys) may time-travel, which sends real messages sooner.
+    ("journeys.enrollment", "exit_enrollments"): ActionRow(
+        {"marketing", "support", "superuser"},
+        effect=lambda w: fresh(w.enrollment).state == Enrollment.State.EXITED,
+    ),
+    ("journeys.enrollment", "fast_forward"): ActionRow(
+        {"marketing", "superuser"},
+        effect=lambda w: fresh(w.enrollment).current_step.key == "nps",
+    ),
+    # Template tests: Marketing, to test contacts only.
+    ("messaging.template", "send_test"): ActionRow(
+        {"marketing", "superuser"},
+        data=lambda w: {"apply": "Send test", "contact": w.test_contact.pk},
+        effect=lambda w: Message.objects.filter(
+            source="admin-test", contact=w.test_contact
+        ).exists(),
+    ),
+    # Outbound webhooks are for administrators.
+    ("outbound.webhooksubscription", "reenable"): ActionRow(
+        SUPERUSER,
+        select=lambda w: w.subscription,
+        effect=lambda w: fresh(w.subscription).is_active,
+    ),
+    # Deleting is for superusers; messages, touchpoints, the audit log and the consent ledger
+    # are logs nobody deletes.
+    **{
+        (label, "delete_selected"): ActionRow(SUPERUSER) for label in SELECT if label not in LEDGERS
+    },
+    **{(label, "delete_selected"): ActionRow(NOBODY) for label in LEDGERS},
+}
+
+
+@dataclass(frozen=True)
+class UrlCase:
+    name: str
+    method: str
+    args: Callable[[World], list[Any]]
+    allowed: frozenset[str]
+    data: Callable[[World], Any] = lambda w: {}
+    json: bool = False
+    effect: Callable[[World], bool] | None = None
+    changes_nothing: bool = False  # even when allowed (a dry run)
+
+
+def _no_args(w: World) -> list[Any]:
+    return []
+
+
+def _customer(w: World) -> list[Any]:
+    return [w.customer.pk]
+
+
+STAFF_URLS: list[UrlCase] = [
+    # Contact page tools: Support sends and sets consent.
+    UrlCase("admin:messaging_contact_send", "get", _customer, {"support", "superuser"}),
+    UrlCase(
+        "admin:messaging_contact_send",
+        "post",
+        _customer,
+        {"support", "superuser"},
+        data=lambda w: {"channel": "sms", "body": "Hello from the admin"},
+        effect=lambda w: Message.objects.filter(source="admin", contact=w.customer).exists(),
+    ),
+    UrlCase("admin:messaging_contact_consent", "get", _customer, {"support", "superuser"}),
+    UrlCase(
+        "admin:messaging_contact_consent",
+        "post",
+        _customer,
+        {"support", "superuser"},
+        data=lambda w: {"channel": "sms", "status": "unsubscribed", "note": "asked by phone"},
+        effect=lambda w: Consent.objects.get(contact=w.customer, channel="sms").status
+        == "unsubscribed",
+    ),
+    # Dry run: read-only, for anyone who sees journeys and contacts.
+    UrlCase("admin:journeys_journey_dryrun", "get", lambda w: [w.active_journey.pk], ALL),
+    UrlCase(
+        "admin:journeys_journey_dryrun",
+        "post",
+        lambda w: [w.active_journey.pk],
+        ALL,
+        data=lambda w: {
+            "contact": w.customer.pk,
+            "properties": '{"order_id": "1"}',
+            "replies": '{"nps": "3"}',
+        },
+        changes_nothing=True,
+    ),
+    # Exit one enrollment: Marketing and Support.
+    UrlCase(
+        "admin:journeys_enrollment_exit",
+        "get",
+        lambda w: [w.enrollment.pk],
+        {"marketing", "support", "superuser"},
+    ),
+    UrlCase(
+        "admin:journeys_enrollment_exit",
+        "post",
+        lambda w: [w.enrollment.pk],
+        {"marketing", "support", "superuser"},
+        effect=lambda w: fresh(w.enrollment).state == Enrollment.State.EXITED,
+    ),
+    # Django's own user admin page: administrators.
+    UrlCase("admin:auth_user_password_change", "get", lambda w: [w.victim.pk], SUPERUSER),
+    UrlCase(
+        "admin:auth_user_password_change",
+        "post",
+        lambda w: [w.victim.pk],
+        SUPERUSER,
+        data=lambda w: {"password1": "A-new-pass-1234", "password2": "A-new-pass-1234"},
+        effect=lambda w: fresh(w.victim).check_password("A-new-pass-1234"),
+    ),
+    # Template editor: preview for editors, tests (to test contacts) for Marketing.
+    UrlCase(
+        "touchline-template-preview",
+        "post",
+        _no_args,
+        {"marketing", "superuser"},
+        data=lambda w: {"channel": "sms", "body": "Hi {{ contact.first_name }}"},
+        json=True,
+    ),
+    UrlCase("touchline-template-preview-contacts", "get", _no_args, {"marketing", "superuser"}),
+    UrlCase(
+        "touchline-template-send-test",
+        "post",
+        lambda w: [w.template.pk],
+        {"marketing", "superuser"},
+        data=lambda w: {"contact": w.test_contact.pk},
+        json=True,
+        effect=lambda w: Message.objects.filter(
+            source="admin-test", contact=w.test_contact
+        ).exists(),
+    ),
+    # Inbox: Support reads, answers and resolves.
+    UrlCase("touchline-inbox", "get", _no_args, {"support", "superuser"}),
+    UrlCase(
+        "touchline-conversation",
+        "get",
+        _customer,
+        {"support", "superuser"},
+        effect=lambda w: Conversation.objects.get(contact=w.customer).status == "open",
+    ),
+    UrlCase(
+        "touchline-conversation",
+        "post",
+        _customer,
+        {"support", "superuser"},
+        data=lambda w: {"channel": "sms", "body": "It ships today."},
+        effect=lambda w: Message.objects.filter(source="inbox", contact=w.customer).exists(),
+    ),
+    UrlCase(
+        "touchline-resolve",
+        "post",
+        _customer,
+        {"support", "superuser"},
+        effect=lambda w: Conversation.objects.get(contact=w.customer).status == "resolved",
+    ),
+    # The audit log's CSV export: only superusers until a user or group is granted
+    # audit.view_auditentry and audit.export_auditentry; each export is itself recorded.
+    UrlCase(
+        "admin:audit_auditentry_export",
+        "get",
+        _no_args,
+        SUPERUSER,
+        effect=lambda w: AuditEntry.objects.filter(action="export").exists(),
+    ),
+    # Read-only pages: every role.
+    UrlCase("touchline-timeline", "get", _customer, ALL),
+    UrlCase("touchline-dashboard-data", "get", _no_args, ALL),
+    UrlCase("touchline-journey-dashboard", "get", lambda w: [w.active_journey.pk], ALL),
+    UrlCase("touchline-journey-dashboard-data", "get", lambda w: [w.active_journey.pk], ALL),
+]
+
+
+# --- Reading the admin site and the URLs ------------------------------------------------
+
+
+def registered_actions() -> list[tuple[str, str]]:
+    """(model label, action name) for every action of every registered ModelAdmin."""
+    found = []
+    for model, model_admin in admin.site._registry.items():
+        for _func, name, _description in model_admin._get_base_actions():
+            found.append((model._meta.label_lower, name))
+    return sorted(found)
+
+
+def _model_admin(label: str) -> admin.ModelAdmin:
+    return admin.site._registry[apps.get_model(label)]
+
+
+def _walk(patterns, prefix: str = "", namespace: str | None = None) -> Iterator[tuple]:
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            yield from _walk(p.url_patterns, prefix + str(p.pattern), p.namespace or namespace)
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern), namespace, p.name
+
+
+def staff_url_names() -> list[str]:
+    """Every named staff URL: the ModelAdmins' own views (beyond Django's standard
+    changelist/add/change/delete/history, which check the model permissions), and every
+    other view mounted under /admin/."""
+    names = set()
+    for model, model_admin in admin.site._registry.items():
+        info = (model._meta.app_label, model._meta.model_name)
+        standard = {"%s_%s_%s" % (*info, view) for view in STANDARD_VIEWS}  # noqa: UP031
+        for pattern in model_admin.get_urls():
+            if pattern.name and pattern.name not in standard:
+                names.add(f"admin:{pattern.name}")
+    for route, namespace, name in _walk(get_resolver().url_patterns):
+        if route.startswith("admin/") and namespace != "admin":
+            assert name, f"staff URL {route} has no name: name it and add it to STAFF_URLS"
+            names.add(name)
+    return sorted(names)
+
+
+STANDARD_VIEWS = ("changelist", "add", "history", "delete", "change")
+
+
+# --- Coverage of the tables -------------------------------------------------------------
+
+
+def test_every_admin_action_has_a_row_and_declares_its_permissions():
+    actions = registered_actions()
+    missing = [a for a in actions if a not in ACTIONS]
+    assert missing == [], f"admin actions without a row in ACTIONS: {missing}"
+    assert sorted(ACTIONS) == actions, "ACTIONS has rows for actions that no longer exist"
+    for label, name in actions:
+        func = _model_admin(label).get_action(name)[0]
+        assert getattr(func, "allowed_permissions", ()), f"{label}.{name} declares no permission"
+
+
+def test_every_staff_url_has_a_row():
+    names = staff_url_names()
+    covered = {case.name for case in STAFF_URLS}
+    missing = [n for n in names if n not in covered]
+    assert missing == [], f"staff URLs without a row in STAFF_URLS: {missing}"
+    assert covered <= set(names), f"rows for URLs that no longer exist: {covered - set(names)}"
+
+
+@pytest.mark.django_db
+def test_the_groups_hold_the_role_table():
+    ensure_staff_groups()
+    for name, codes in GROUPS.items():
+        have = {
+            f"{p.content_type.app_label}.{p.codename}"
+            for p in Group.objects.get(name=name).permissions.select_related("content_type")
+        }
+        assert have == set(codes), f"{name}: permissions that do not exist {set(codes) - have}"
+    perms = {name: set(codes) for name, codes in GROUPS.items()}
+    assert "messaging.send_message" in perms["Support"]
+    assert "messaging.send_test_message" in perms["Marketing"]
+    assert not {"messaging.send_message", "messaging.send_test_message"} & perms["Viewer"]
+    assert "messaging.send_message" not in perms["Marketing"]
+    assert not any("manage_test_contacts" in codes for codes in perms.values())
+    assert all(code.split(".")[1].startswith("view_") for code in perms["Viewer"])
+
+
+# --- The matrix -------------------------------------------------------------------------
+#
+# One world per action or URL; each role runs in a savepoint rolled back afterwards, so every
+# role starts from the same rows (and the world is built 42 times, not 168).
+
+
+class _Undo(Exception):
+    pass
+
+
+def as_each_role(client, simulator, run: Callable[[str], None]) -> None:
+    """Run `run(role)` for every role on the same starting rows; report every role's failure."""
+    failures = []
+    for role in ROLES:
+        simulator.reset()
+        try:
+            with transaction.atomic():
+                try:
+                    run(role)
+                except AssertionError as exc:
+                    failures.append(f"{role}: {exc}")
+                raise _Undo
+        except _Undo:
+            pass
+    assert failures == [], "\n".join(failures)
+
+
+def _action_ids() -> list[tuple[str, str]]:
+    # Read from the admin site: a new action gets a case (which fails until it has a row).
+    return registered_actions()
+
+
+@pytest.mark.parametrize(
+    ("label", "action"), _action_ids(), ids=[".".join(a) for a in _action_ids()]
+)
+def test_admin_action(client, world, simulator, django_capture_on_commit_callbacks, label, action):
+    row = ACTIONS.get((label, action))
+    assert row is not None, f"{label}.{action} has no row in ACTIONS"
+    changelist = reverse(f"admin:{label.replace('.', '_')}_changelist")
+
+    def run(role: str) -> None:
+        login(client, world, role)
+        listed = client.get(changelist)
+        action_form = listed.context["action_form"] if listed.status_code == 200 else None
+        offered = action_form is not None and action in dict(action_form.fields["action"].choices)
+        obj = (row.select or SELECT[label])(world)
+        post = {
+            "action": action,
+            "_selected_action": [obj.pk],
+            "index": 0,
+            **({"post": "yes"} if action == "delete_selected" else {}),
+            **row.data(world),
+        }
+        before = snapshot()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(changelist, post)
+        if role in row.allowed:
+            assert offered, f"not offered {label}.{action}"
+            assert response.status_code in (200, 302), response.status_code
+            effect = row.effect or _gone(row.select or SELECT[label])
+            assert effect(world), f"ran {label}.{action} but it had no effect"
+        else:
+            assert not offered, f"offered {label}.{action}"
+            # A forged POST: the admin refuses (403 without the list, else "no action selected").
+            assert response.status_code in (200, 302, 403), response.status_code
+            assert_untouched(before, simulator, f"forging {label}.{action}")
+
+    as_each_role(client, simulator, run)
+
+
+@pytest.mark.parametrize("case", STAFF_URLS, ids=[f"{c.name}-{c.method}" for c in STAFF_URLS])
+def test_staff_url(client, world, simulator, django_capture_on_commit_callbacks, case):
+    def run(role: str) -> None:
+        login(client, world, role)
+        url = reverse(case.name, args=case.args(world))
+        data = case.data(world)
+        before = snapshot()
+        with django_capture_on_commit_callbacks(execute=True):
+            if case.method == "get":
+                response = client.get(url)
+            elif case.json:
+                response = client.post(url, json.dumps(data), content_type="application/json")
+            else:
+                response = client.post(url, data)
+        if role in case.allowed:
+            assert response.status_code in (200, 201, 302), (
+                response.status_code,
+                response.content[:300],
+            )
+            form = (response.context or {}).get("form") if response.status_code == 200 else None
+            assert not (case.method == "post" and form is not None and form.errors), form.errors
+            if case.effect is not None:
+                assert case.effect(world), f"{case.method} {case.name} had no effect"
+            if case.changes_nothing:
+                assert_untouched(before, simulator, f"{case.method} {case.name}")
+        else:
+            assert response.status_code == 403, (response.status_code, response.content[:300])
+            assert_untouched(before, simulator, f"{case.method} {case.name}")
+
+    as_each_role(client, simulator, run)
