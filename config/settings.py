@@ -76,12 +76,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "messaging.middleware.ApiBodySizeLimitMiddleware",
+    # Before CommonMiddleware, whose APPEND_SLASH cannot redirect a POST.
+    "messaging.middleware.ApiPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "messaging.middleware.UnsafeTextMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -151,6 +154,8 @@ STORAGES = {
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=API_MAX_BODY_BYTES)
 INBOUND_PARSE_MAX_BYTES = env.int("INBOUND_PARSE_MAX_BYTES", default=30 * 1024 * 1024)
+# JSON bodies nested deeper than this (objects and arrays) are refused with a 400.
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
@@ -355,7 +360,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["messaging.api_auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["messaging.api_auth.HasScopedAPIKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["messaging.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "messaging.schema.TouchlineAutoSchema",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": ["messaging.api_auth.ApiKeyRateThrottle"],
