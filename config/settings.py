@@ -242,6 +242,17 @@ SENDER_RATE_MAX_WAIT_SECONDS = env.float("SENDER_RATE_MAX_WAIT_SECONDS", default
 FREQUENCY_CAP_MESSAGES = env.int("FREQUENCY_CAP_MESSAGES", default=3)
 FREQUENCY_CAP_WINDOW_HOURS = env.int("FREQUENCY_CAP_WINDOW_HOURS", default=24)
 
+# --- Staff-authored templates (Liquid) -------------------------------------------------
+# Every render (save-time check, preview, send) runs under these; a template over a limit is
+# refused with an error naming it (messaging/template_limits.py).
+TEMPLATE_MAX_LOOP_ITERATIONS = env.int("TEMPLATE_MAX_LOOP_ITERATIONS", default=10_000)
+TEMPLATE_MAX_RANGE_SIZE = env.int("TEMPLATE_MAX_RANGE_SIZE", default=10_000)
+TEMPLATE_MAX_OUTPUT_CHARS = env.int("TEMPLATE_MAX_OUTPUT_CHARS", default=200_000)
+TEMPLATE_MAX_LOCALS_BYTES = env.int("TEMPLATE_MAX_LOCALS_BYTES", default=10_000)
+TEMPLATE_MAX_CONTEXT_DEPTH = env.int("TEMPLATE_MAX_CONTEXT_DEPTH", default=30)
+TEMPLATE_MAX_NESTING_DEPTH = env.int("TEMPLATE_MAX_NESTING_DEPTH", default=30)
+TEMPLATE_MAX_RENDER_SECONDS = env.float("TEMPLATE_MAX_RENDER_SECONDS", default=2.0)
+
 # --- Journeys -------------------------------------------------------------------------
 # An accepted API event not applied after this long (its kick was lost) is applied by the
 # beat sweeper, which runs every SWEEP_INTERVAL_SECONDS.
