@@ -60,15 +60,20 @@ class ApiPathMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if path.startswith("/api/"):
+        if not path.startswith("/api/"):
+            return self.get_response(request)
+        if not path.endswith("/"):
             urlconf = getattr(request, "urlconf", None)
-            if not _resolves(path, urlconf):
-                if not path.endswith("/") and _resolves(path + "/", urlconf):
-                    request.path_info = path + "/"
-                    request.path = request.path + "/"
-                else:
-                    return api_error(404, "not_found", f"There is no API endpoint at {path}.", None)
-        return self.get_response(request)
+            if not _resolves(path, urlconf) and _resolves(path + "/", urlconf):
+                request.path_info = path + "/"
+                request.path = request.path + "/"
+        response = self.get_response(request)
+        if response.status_code == 404 and not response.get("Content-Type", "").startswith(
+            "application/json"
+        ):
+            # Django's own 404 page: no route matched (the API's views answer JSON 404s).
+            return api_error(404, "not_found", f"There is no API endpoint at {path}.")
+        return response
 
 
 def _resolves(path: str, urlconf: str | None) -> bool:
