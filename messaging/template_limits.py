@@ -49,7 +49,7 @@ class NestingDepthError(LiquidSyntaxError):
 _SETTINGS = (
     "TEMPLATE_MAX_LOOP_ITERATIONS",
     "TEMPLATE_MAX_RANGE_SIZE",
-    "TEMPLATE_MAX_OUTPUT_CHARS",
+    "TEMPLATE_MAX_OUTPUT_BYTES",
     "TEMPLATE_MAX_LOCALS_BYTES",
     "TEMPLATE_MAX_CONTEXT_DEPTH",
     "TEMPLATE_MAX_NESTING_DEPTH",
@@ -70,7 +70,7 @@ _MESSAGES: tuple[tuple[tuple[type[BaseException], ...], str, str], ...] = (
     ),
     (
         (OutputStreamLimitError,),
-        "TEMPLATE_MAX_OUTPUT_CHARS",
+        "TEMPLATE_MAX_OUTPUT_BYTES",
         "output size limit reached: at most {} bytes of output",
     ),
     (

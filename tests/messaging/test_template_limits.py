@@ -50,7 +50,7 @@ def _refusal(body: str, **event) -> str:
         ),
         (
             "{% for i in (1..9000) %}{{ 'x' | append: 'yyyyyyyyyyyyyyyyyyyyyyyyyy' }}{% endfor %}",
-            "TEMPLATE_MAX_OUTPUT_CHARS",
+            "TEMPLATE_MAX_OUTPUT_BYTES",
         ),
     ],
     ids=["range", "loops", "200-ifs", "20000-ifs", "liquid-tag", "output"],
