@@ -77,12 +77,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "messaging.middleware.ApiBodySizeLimitMiddleware",
+    # Before CommonMiddleware, whose APPEND_SLASH cannot redirect a POST.
+    "messaging.middleware.ApiPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "messaging.middleware.UnsafeTextMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -152,6 +155,8 @@ STORAGES = {
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=API_MAX_BODY_BYTES)
 INBOUND_PARSE_MAX_BYTES = env.int("INBOUND_PARSE_MAX_BYTES", default=30 * 1024 * 1024)
+# JSON bodies nested deeper than this (objects and arrays) are refused with a 400.
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
@@ -239,6 +244,17 @@ SENDER_RATE_MAX_WAIT_SECONDS = env.float("SENDER_RATE_MAX_WAIT_SECONDS", default
 # Marketing frequency cap across all journeys: at most N messages per contact per window.
 FREQUENCY_CAP_MESSAGES = env.int("FREQUENCY_CAP_MESSAGES", default=3)
 FREQUENCY_CAP_WINDOW_HOURS = env.int("FREQUENCY_CAP_WINDOW_HOURS", default=24)
+
+# --- Staff-authored templates (Liquid) -------------------------------------------------
+# Every render (save-time check, preview, send) runs under these; a template over a limit is
+# refused with an error naming it (messaging/template_limits.py).
+TEMPLATE_MAX_LOOP_ITERATIONS = env.int("TEMPLATE_MAX_LOOP_ITERATIONS", default=10_000)
+TEMPLATE_MAX_RANGE_SIZE = env.int("TEMPLATE_MAX_RANGE_SIZE", default=10_000)
+TEMPLATE_MAX_OUTPUT_BYTES = env.int("TEMPLATE_MAX_OUTPUT_BYTES", default=200_000)
+TEMPLATE_MAX_LOCALS_BYTES = env.int("TEMPLATE_MAX_LOCALS_BYTES", default=10_000)
+TEMPLATE_MAX_CONTEXT_DEPTH = env.int("TEMPLATE_MAX_CONTEXT_DEPTH", default=30)
+TEMPLATE_MAX_NESTING_DEPTH = env.int("TEMPLATE_MAX_NESTING_DEPTH", default=30)
+TEMPLATE_MAX_RENDER_SECONDS = env.float("TEMPLATE_MAX_RENDER_SECONDS", default=2.0)
 
 # --- Journeys -------------------------------------------------------------------------
 # An accepted API event not applied after this long (its kick was lost) is applied by the
@@ -361,7 +377,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["messaging.api_auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["messaging.api_auth.HasScopedAPIKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["messaging.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "messaging.schema.TouchlineAutoSchema",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": ["messaging.api_auth.ApiKeyRateThrottle"],

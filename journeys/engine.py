@@ -269,6 +269,9 @@ def send_on_first_allowed_channel(
                 category=journey.category,
                 decision=decision,
                 metadata={"journey": journey.slug, "step": step.key, "at": run.now.isoformat()},
+                # A template over a limit (or broken by this contact's data) becomes a failed
+                # message with the reason on the timeline; its failure tries the fallback.
+                fail_on_render_error=True,
             )
         except MessageRequestError as exc:
             tried.append(channel)

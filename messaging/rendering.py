@@ -11,25 +11,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.utils.html import strip_tags
-from liquid import Environment
 from liquid.exceptions import LiquidError
 
+from . import template_limits
 from .email_html import inline_email_css
 
 if TYPE_CHECKING:
     from .models import Contact, Template
 
 
-class _StaffTemplateEnvironment(Environment):
-    """Liquid with limits: a staff-authored loop must not eat a worker (or a web request)."""
-
-    loop_iteration_limit = 10_000
-    output_stream_limit = 200_000  # characters; an email body is far smaller
-    context_depth_limit = 30
-    local_namespace_limit = 10_000
-
-
-_env = _StaffTemplateEnvironment()
 _TEMPLATE_FIELDS = ("subject", "body", "html_body")
 
 
@@ -50,24 +40,47 @@ class RenderedContent:
     content_variables: dict[str, str] = field(default_factory=dict)
 
 
-def describe_liquid_error(exc: LiquidError, source: str) -> str:
-    """A one-line message with the line number, for staff reading an admin form."""
+def describe_liquid_error(exc: Exception, source: str) -> str:
+    """A one-line message with the line number, for staff reading an admin form; a limit
+    says which one (and its setting)."""
     token = getattr(exc, "token", None)
     start = getattr(token, "start_index", None)
-    message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+    message = template_limits.limit_message(exc)
+    if message is None and isinstance(exc, LiquidError):
+        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+    elif message is None:
+        # Not Liquid's own error (e.g. an integer too large to print): still the template's
+        # fault, still a refusal rather than a server error.
+        message = f"the template could not be rendered ({type(exc).__name__}: {exc})"[:300]
     if isinstance(start, int):
-        line = source.count("\n", 0, start) + 1
-        return f"line {line}: {message}"
+        message = f"line {source.count(chr(10), 0, start) + 1}: {message}"
+    if template_limits.limit_message(exc) is not None:
+        return template_limits.LimitMessage(message)
     return str(message)
+
+
+def _render_source(source: str, context: dict[str, Any]) -> str:
+    """Parse and render under the limits (messaging.template_limits). Any failure, whatever
+    its type, is the template's and raises _Failed: never a server error."""
+    try:
+        return template_limits.parse(source).render(**context)
+    except Exception as exc:  # any failure is the template's: see the docstring
+        raise _Failed(describe_liquid_error(exc, source)) from exc
+
+
+class _Failed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message  # a LimitMessage when a limit was hit
 
 
 def _check(source: str, sample: dict[str, Any]) -> str | None:
     try:
         # Parsing catches syntax errors; rendering against an empty context catches unknown
         # filters and tags, which python-liquid only reports at render time.
-        _env.from_string(source).render(**sample)
-    except LiquidError as exc:
-        return describe_liquid_error(exc, source)
+        _render_source(source, sample)
+    except _Failed as exc:
+        return exc.message
     return None
 
 
@@ -86,7 +99,10 @@ def template_errors(template: Template) -> dict[str, list[str]]:
         for key, value in variables.items():
             problem = _check(str(value), sample)
             if problem:
-                errors.setdefault("content_variables", []).append(f"{key}: {problem}")
+                message = f"{key}: {problem}"
+                if isinstance(problem, template_limits.LimitMessage):
+                    message = template_limits.LimitMessage(message)
+                errors.setdefault("content_variables", []).append(message)
     if template.channel == "email" and not (template.body or template.html_body):
         errors.setdefault("body", []).append("An email needs a text body or an HTML body.")
     if template.channel == "email" and not template.subject:
@@ -119,9 +135,9 @@ def _render(source: str, context: dict[str, Any], field_name: str) -> str:
     if not source:
         return ""
     try:
-        return _env.from_string(source).render(**context)
-    except LiquidError as exc:
-        raise TemplateRenderError({field_name: [describe_liquid_error(exc, source)]}) from exc
+        return _render_source(source, context)
+    except _Failed as exc:
+        raise TemplateRenderError({field_name: [exc.message]}) from exc
 
 
 def html_to_text(html: str) -> str:

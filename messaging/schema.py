@@ -62,13 +62,10 @@ def open_error_enums(result, generator, request, public):
 
 
 class TouchlineAutoSchema(AutoSchema):
-    """drf-standardized-errors' schema, also documenting the 400 a list answers when one of its
-    query parameters is invalid (with the field path, like every validation error)."""
+    """drf-standardized-errors' schema, also documenting the validation 400 every operation
+    can answer: NUL bytes or lone surrogates in a path parameter, a query parameter or a
+    header are refused with the field path (messaging.middleware.UnsafeTextMiddleware), as
+    is an invalid query parameter of a list."""
 
     def _should_add_validation_error_response(self) -> bool:
-        if super()._should_add_validation_error_response():
-            return True
-        return self.method == "GET" and any(
-            parameter.get("in") == "query" and parameter.get("name") not in ("cursor",)
-            for parameter in self._get_parameters()
-        )
+        return True

@@ -402,13 +402,16 @@ def message_create(
     actor_id: int | None = None,
     metadata: dict[str, Any] | None = None,
     decision: policies.Decision | None = None,
+    fail_on_render_error: bool = False,
 ) -> tuple[Message, bool]:
     """Queue an outbound message (delivered by `deliver_message` after commit).
 
     Send policies decide first (`decision` when the caller already evaluated them): the
     message is queued, held until a time, or skipped with the reason. Returns (message,
     created); the same idempotency key returns the first message, and with a different
-    fingerprint raises IdempotencyConflict.
+    fingerprint raises IdempotencyConflict. A template that cannot be rendered (an error, a
+    limit) raises MessageRequestError, or with `fail_on_render_error` (unattended callers:
+    journeys) makes the message `failed` with the reason on its timeline.
     """
     if idempotency_key:
         existing = Message.objects.filter(idempotency_key=idempotency_key).first()
@@ -422,20 +425,29 @@ def message_create(
         raise MessageRequestError({"body": ["Give a template or a body."]})
     if channel == Channel.EMAIL and template is None and not subject:
         raise MessageRequestError({"subject": ["An email needs a subject."]})
-    content = _render(
-        contact=contact,
-        template=template,
-        body=body,
-        subject=subject,
-        html_body=html_body,
-        context=context or {},
-    )
+    render_failure = ""
+    try:
+        content = _render(
+            contact=contact,
+            template=template,
+            body=body,
+            subject=subject,
+            html_body=html_body,
+            context=context or {},
+        )
+    except MessageRequestError as exc:
+        if not fail_on_render_error:
+            raise
+        render_failure, content = str(exc), RenderedContent()
     address = contact.address_for(channel)
     if not address:
         raise MessageRequestError({"channel": [f"The contact has no {channel} address."]})
-    if len(content.subject) > 500:
+    if render_failure:
+        # Nothing to check on content that does not exist, and no policy to ask: it fails.
+        decision = policies.Decision(True, "")
+    elif len(content.subject) > 500:
         raise MessageRequestError({"subject": ["The rendered subject is over 500 characters."]})
-    if channel in (Channel.SMS, Channel.WHATSAPP) and not content.content_sid:
+    elif channel in (Channel.SMS, Channel.WHATSAPP) and not content.content_sid:
         if not content.body.strip():
             raise MessageRequestError({"body": ["The rendered body is empty."]})
         if len(content.body) > 1600:
@@ -486,7 +498,14 @@ def message_create(
                 dedupe_key=f"msg:{message.pk}:queued",
                 actor_id=actor_id,
             )
-            if decision.held:
+            if render_failure:
+                message_transition(
+                    message=message,
+                    to=MessageStatus.FAILED,
+                    fields={"error_code": "template_error", "error_message": render_failure},
+                    touchpoint_data={"reason": render_failure, "code": "template_error"},
+                )
+            elif decision.held:
                 # Held, not dropped: the sweeper enqueues it once next_attempt_at has passed.
                 touchpoint_record(
                     contact_id=contact.pk,

@@ -39,6 +39,7 @@ from .rendering import (
 )
 from .sms import sms_segments
 from .staff_sends import staff_own_test_recipient, staff_test_recipients, staff_test_send
+from .template_limits import has_limit_error
 
 PREVIEW_EVENT = {"order_id": "1001", "name": "order.completed"}
 PICKER_CONTACTS = 50
@@ -215,13 +216,16 @@ def template_preview(request: HttpRequest) -> JsonResponse:
     }
     if "channel" in errors:
         return JsonResponse(answer)
+    if has_limit_error(errors):
+        # Over a limit is a refused request (the template could not be saved either).
+        return JsonResponse(answer, status=400)
     try:
         content = render_content(
             contact=contact, content_variables=variables, event=event, **fields
         )
     except TemplateRenderError as exc:
         _merge(errors, exc.errors)
-        return JsonResponse(answer)
+        return JsonResponse(answer, status=400 if has_limit_error(exc.errors) else 200)
 
     rendered: dict[str, Any] = {"subject": content.subject, "text": content.body}
     warnings: list[str] = answer["warnings"]

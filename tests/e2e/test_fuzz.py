@@ -1,5 +1,6 @@
 """Schemathesis fuzzes the committed OpenAPI schema against a live server (PostgreSQL in CI):
-no 5xx, and every response matches the schema."""
+no 5xx, and every response matches the schema. Hooks (fuzz_hooks.py) add what the schema does
+not allow: NUL bytes, lone surrogates, deep nesting."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def test_api_survives_schemathesis(live_server, simulator, tmp_path):
     _, key = ApiKey.objects.create_key(name="fuzz", scopes=list(ALL_SCOPES))
     old_rates = ApiKeyRateThrottle.THROTTLE_RATES
     ApiKeyRateThrottle.THROTTLE_RATES = {"api_key": "100000/min"}  # fuzzing is not abuse
+    hostile_log = tmp_path / "hostile.log"
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.e2e.fuzz_hooks",
+        "FUZZ_HOSTILE_LOG": str(hostile_log),
+    }
     try:
         result = subprocess.run(
             [
@@ -64,6 +71,7 @@ def test_api_survives_schemathesis(live_server, simulator, tmp_path):
             text=True,
             timeout=600,
             cwd=ROOT,
+            env=env,
         )
     finally:
         ApiKeyRateThrottle.THROTTLE_RATES = old_rates
@@ -71,3 +79,7 @@ def test_api_survives_schemathesis(live_server, simulator, tmp_path):
     assert result.returncode == 0, (
         f"schemathesis found problems:\n{summary}\n{result.stderr[-2000:]}"
     )
+    # The hooks did send hostile input (a run without them would prove nothing).
+    sent = set(hostile_log.read_text().split()) if hostile_log.exists() else set()
+    for kind in ("body:nul", "body:surrogate", "body:nul_key", "body:deep", "query:nul"):
+        assert kind in sent, f"no {kind} case was generated: {sorted(sent)}"
