@@ -98,6 +98,10 @@ def _post(*, url: str, body: bytes, headers: dict[str, str], now: dt.datetime) -
         return Outcome(
             duration_ms=elapsed(), error=f"timed out after {timeout:g} s", retryable=True
         )
+    except ValueError as exc:
+        # A request http.client will not send (e.g. a control character in the path of a
+        # URL stored without validation): retrying cannot help.
+        return Outcome(duration_ms=elapsed(), error=f"invalid request: {exc}"[:1000])
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         # TLS failures, a dropped connection, a garbled answer: the network, so retried.
         return Outcome(

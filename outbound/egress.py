@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 import unicodedata
 from collections.abc import Iterable
@@ -34,6 +35,10 @@ SCHEMES = {"http": 80, "https": 443}
 # the embedded IPv4 address is what such an address really reaches. Used only to unwrap it;
 # classification itself is ipaddress'.
 NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+# Letters, digits, hyphens and underscores in dot-separated labels (after IDNA encoding).
+HOST_NAME = re.compile(
+    r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
+)
 EXCERPT_CHARS = 256
 # Enough bytes for 256 characters of UTF-8 text; the rest of the answer is never read.
 EXCERPT_READ_BYTES = EXCERPT_CHARS * 4
@@ -87,20 +92,28 @@ def target_parse(url: str) -> Target:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise Refused("The URL has no host.")
-    if "%" in host:
-        raise Refused("IPv6 zone identifiers are not accepted.")
+    if port == 0:
+        raise Refused("Port 0 is not a port a webhook can be sent to.")
     try:
         ipaddress.ip_address(host)
     except ValueError:
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise Refused("The host name is not a valid domain name.") from exc
+        if not HOST_NAME.fullmatch(host):
+            raise Refused("The host name is not a valid domain name.") from None
+        # After IDNA: fullwidth digits and the like have become ASCII digits by now.
         if _is_numeric_ipv4_spelling(host):
             raise Refused(
                 "Write IPv4 addresses in dotted-decimal form (a.b.c.d); decimal, octal, "
                 "hexadecimal and shortened spellings are not accepted."
             ) from None
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise Refused("The host name is not a valid domain name.") from exc
+    else:
+        if "%" in host:
+            raise Refused("IPv6 zone identifiers are not accepted.")
+        # ipaddress reads other scripts' digits too; connect only to what ASCII says.
+        host = str(ipaddress.ip_address(host))
     request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(
         scheme=scheme,
@@ -218,7 +231,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     """Every address `host` resolves to (the system resolver; tests patch getaddrinfo)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:
         raise Unresolved(f"{host} does not resolve ({exc})") from exc
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
