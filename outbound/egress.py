@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import re
 import socket
 import unicodedata
@@ -27,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from . import conf
 
+logger = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -161,10 +163,10 @@ def address_problem(address: IPAddress) -> str | None:
     )
     for attribute, reason in checks:
         if getattr(address, attribute, False):
-            return f"{reason} ({address})"
+            return reason
     if not address.is_global:
         # e.g. 100.64.0.0/10, shared address space (carrier-grade NAT).
-        return f"a shared or otherwise non-public address ({address})"
+        return "a shared or otherwise non-public address"
     return None
 
 
@@ -247,9 +249,16 @@ def addresses_check(target: Target, addresses: Iterable[IPAddress]) -> None:
     """Refuse if any address is not allowed: a name that also points inside is refused."""
     for address in addresses:
         reason = address_refusal(address, target.port)
-        if reason:
-            where = "is" if target.literal is not None else f"resolves to {address}, which is"
-            raise Refused(f"{target.host} {where} {reason}.")
+        if not reason:
+            continue
+        if target.literal is not None:
+            raise Refused(f"{target.host} is {reason}.")
+        # The caller is not told which internal address a name has (split-horizon DNS would
+        # otherwise be readable through this message); the log says.
+        logger.warning(
+            "Webhook to %s refused: it resolves to %s (%s)", target.host, address, reason
+        )
+        raise Refused(f"{target.host} resolves to {reason}.")
 
 
 def url_check(url: str) -> Target:
