@@ -371,6 +371,18 @@ OUTBOUND_WEBHOOK_DISABLE_AFTER = env.int("OUTBOUND_WEBHOOK_DISABLE_AFTER", defau
 OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = env.float(
     "OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS", default=1.0
 )
+# Webhooks go only to public addresses (checked after DNS, at every attempt). This list is the
+# only way to reach a loopback/private/link-local one: IPs or CIDRs, each optionally with
+# :port, e.g. "127.0.0.1:9000,10.20.0.0/16,[::1]:8080". Empty by default, embedded default
+# included: the provider simulator receives no outbound webhooks, so nothing needs it.
+OUTBOUND_WEBHOOK_ALLOWED_NETWORKS = env.list("OUTBOUND_WEBHOOK_ALLOWED_NETWORKS", default=[])
+# PEM CA bundle for verifying https:// receivers (e.g. a private CA); empty: certifi's bundle.
+OUTBOUND_WEBHOOK_CA_BUNDLE = env("OUTBOUND_WEBHOOK_CA_BUNDLE", default="")
+# Fernet keys (comma-separated) encrypting subscriptions' signing secrets at rest: the first
+# encrypts, every one decrypts. Empty: one key derived from SECRET_KEY (HKDF-SHA256, see
+# outbound/encryption.py). Rotate: put the new key first, run
+# `manage.py rotate_webhook_secrets`, then drop the old key.
+OUTBOUND_SECRET_KEYS = env.list("OUTBOUND_SECRET_KEYS", default=[])
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {

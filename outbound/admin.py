@@ -74,13 +74,13 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
             is_active=obj.is_active,
         )
         obj.pk = created.pk
-        obj.secret = created.secret
+        obj.secret_encrypted = created.secret_encrypted
         self.message_user(
             request,
             format_html(
                 "Signing secret for this endpoint — copy it now, it is not shown again: "
                 "<code>{}</code>",
-                created.secret,
+                created.secret,  # decrypted for this one message; stored encrypted only
             ),
             messages.WARNING,
         )

@@ -18,11 +18,11 @@ from messaging.serializers import StrictSerializer
 
 from . import services
 from .models import (
+    WEBHOOK_URL_VALIDATORS,
     EventType,
     WebhookAttempt,
     WebhookDelivery,
     WebhookSubscription,
-    validate_webhook_url,
 )
 
 SCOPE = "webhooks:manage"
@@ -34,8 +34,9 @@ SCOPE = "webhooks:manage"
 class SubscriptionInput(StrictSerializer):
     url = serializers.CharField(
         max_length=2000,
-        validators=[validate_webhook_url],
-        help_text="Where events are POSTed; http:// or https:// only.",
+        validators=WEBHOOK_URL_VALIDATORS,
+        help_text="Where events are POSTed; http:// or https:// only, to a public address "
+        "(checked again, after DNS, at every delivery); no user:password@.",
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=255)
     event_types = serializers.ListField(

@@ -22,6 +22,14 @@ DEFAULTS: dict[str, object] = {
     # (outbound.selectors.subscribed_event_types): the longest a subscription saved in another
     # process waits before it receives events. 0 reads the table on every event.
     "OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS": 1.0,
+    # The only way a webhook reaches a non-public address: IP addresses or CIDR networks,
+    # each optionally with :port ("127.0.0.1:9000", "10.1.0.0/16", "[::1]:8080").
+    "OUTBOUND_WEBHOOK_ALLOWED_NETWORKS": [],
+    # A CA bundle (PEM file) to verify https:// receivers with; empty means certifi's.
+    "OUTBOUND_WEBHOOK_CA_BUNDLE": "",
+    # Fernet keys for the subscriptions' signing secrets: the first encrypts, all decrypt.
+    # Empty means one key derived from SECRET_KEY (outbound.encryption).
+    "OUTBOUND_SECRET_KEYS": [],
 }
 
 

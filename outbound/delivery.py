@@ -12,13 +12,13 @@ import random
 import time
 from dataclasses import dataclass
 
-import requests
+import urllib3
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import conf, payloads, services, signing
-from .models import RESPONSE_BODY_LIMIT, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from . import conf, egress, encryption, payloads, services, signing
+from .models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +26,6 @@ PENDING = WebhookDelivery.Status.PENDING
 USER_AGENT = "Touchline-Webhooks/1.0"
 # 408 and 429 say "later", 5xx says "not now"; any other answer will not change on a retry.
 RETRYABLE_4XX = frozenset({408, 425, 429})
-# Mistakes in the request itself, not in the network: retrying cannot help.
-PERMANENT_ERRORS = (
-    requests.exceptions.InvalidURL,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidHeader,
-)
 
 
 @dataclass(frozen=True)
@@ -84,43 +77,44 @@ def _post(*, url: str, body: bytes, headers: dict[str, str], now: dt.datetime) -
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    # Every error below happened before an HTTP answer: the attempt keeps the reason, never a
+    # body. Redirects are not followed (Standard Webhooks: a 3xx is a failure, fix the URL).
     try:
-        # Redirects are not followed (Standard Webhooks: a 3xx is a failure, fix the URL);
-        # streaming lets us read only the first kilobyte of whatever comes back.
-        response = requests.post(
-            url,
-            data=body,
-            headers={**headers, "user-agent": USER_AGENT},
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,
+        answer, _address = egress.post(
+            url=url, body=body, headers={**headers, "user-agent": USER_AGENT}, timeout=timeout
         )
-    except requests.Timeout:
+    except egress.Refused as exc:
+        # Not retried: the name points somewhere webhooks may not go; a retry would only give
+        # a rebinding attacker another try. Fix the URL or the allow-list.
+        return Outcome(duration_ms=elapsed(), error=f"refused: {exc}"[:1000])
+    except egress.Unresolved as exc:
+        return Outcome(duration_ms=elapsed(), error=f"DNS: {exc}"[:1000], retryable=True)
+    except urllib3.exceptions.NewConnectionError as exc:
+        # (a subclass of ConnectTimeoutError in urllib3 2, so it is caught first)
+        return Outcome(
+            duration_ms=elapsed(), error=f"ConnectionError: {exc}"[:1000], retryable=True
+        )
+    except urllib3.exceptions.TimeoutError:
         return Outcome(
             duration_ms=elapsed(), error=f"timed out after {timeout:g} s", retryable=True
         )
-    except PERMANENT_ERRORS as exc:
+    except ValueError as exc:
+        # A request http.client will not send (e.g. a control character in the path of a
+        # URL stored without validation): retrying cannot help.
         return Outcome(duration_ms=elapsed(), error=f"invalid request: {exc}"[:1000])
-    except requests.RequestException as exc:
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        # TLS failures, a dropped connection, a garbled answer: the network, so retried.
         return Outcome(
-            duration_ms=elapsed(),
-            error=f"{type(exc).__name__}: {exc}"[:1000],
-            retryable=True,
+            duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}"[:1000], retryable=True
         )
-    try:
-        raw = response.raw.read(RESPONSE_BODY_LIMIT, decode_content=True) or b""
-    except Exception:  # a broken body does not change the status we already have
-        raw = b""
-    finally:
-        response.close()
-    code = response.status_code
+    code = answer.status
     retryable = code >= 500 or code in RETRYABLE_4XX
     return Outcome(
         status_code=code,
         duration_ms=elapsed(),
-        response_body=raw.decode("utf-8", errors="replace")[:RESPONSE_BODY_LIMIT],
+        response_body=answer.excerpt,
         retryable=retryable,
-        retry_after=retry_after_seconds(response.headers.get("Retry-After"), now=now)
+        retry_after=retry_after_seconds(answer.headers.get("Retry-After"), now=now)
         if retryable
         else None,
     )
@@ -167,13 +161,21 @@ def delivery_attempt(*, delivery_id: int, attempt: int = 0) -> str:
     if not claimed:
         return "stale"
     body = payloads.body_bytes(delivery.payload)
-    headers = signing.headers(
-        secret=subscription.secret,
-        webhook_id=delivery.webhook_id,
-        timestamp=int(now.timestamp()),
-        body=body,
-    )
-    outcome = _post(url=subscription.url, body=body, headers=headers, now=now)
+    try:
+        secret = subscription.secret
+    except encryption.InvalidToken:
+        outcome = Outcome(
+            error="the signing secret cannot be decrypted with OUTBOUND_SECRET_KEYS "
+            "(a key was removed before rotate_webhook_secrets ran?)"
+        )
+    else:
+        headers = signing.headers(
+            secret=secret,
+            webhook_id=delivery.webhook_id,
+            timestamp=int(now.timestamp()),
+            body=body,
+        )
+        outcome = _post(url=subscription.url, body=body, headers=headers, now=now)
     return _record(
         delivery=delivery, subscription=subscription, number=attempt + 1, outcome=outcome, at=now
     )

@@ -10,9 +10,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
 
+from . import egress, encryption
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 WEBHOOK_ID_PREFIX = "msg_"
-RESPONSE_BODY_LIMIT = 1024
+# A delivery log keeps only a short printable excerpt of what a receiver answered: enough to
+# debug a receiver, too little to read an internal service through it.
+RESPONSE_EXCERPT_LIMIT = egress.EXCERPT_CHARS
 
 
 class EventType(models.TextChoices):
@@ -42,9 +46,18 @@ def generate_webhook_id() -> str:
     return WEBHOOK_ID_PREFIX + secrets.token_urlsafe(18)
 
 
+def new_encrypted_secret() -> str:
+    """A fresh signing secret, already encrypted (the model never holds the plain one)."""
+    return encryption.encrypt(generate_secret())
+
+
 validate_webhook_url = URLValidator(
     schemes=["http", "https"], message="Enter a valid http:// or https:// URL."
 )
+# Both, in this order: a well-formed http(s) URL, whose host is not (and does not resolve
+# to) an internal address. A name that does not resolve yet passes; every delivery checks
+# again.
+WEBHOOK_URL_VALIDATORS = [validate_webhook_url, egress.validate_url_destination]
 
 
 def validate_event_types(value: object) -> None:
@@ -62,11 +75,12 @@ def validate_event_types(value: object) -> None:
 class WebhookSubscription(models.Model):
     """An endpoint a backend system registered, and the event types it wants."""
 
-    url = models.CharField(max_length=2000, validators=[validate_webhook_url])
+    url = models.CharField(max_length=2000, validators=WEBHOOK_URL_VALIDATORS)
     description = models.CharField(max_length=255, blank=True)
     event_types = models.JSONField(default=list, validators=[validate_event_types])
-    # Kept in clear text because signing needs it; shown once, when the subscription is made.
-    secret = models.CharField(max_length=100, default=generate_secret, editable=False)
+    # The signing secret, Fernet-encrypted (outbound.encryption); `.secret` decrypts it. The
+    # plain secret is shown once, when the subscription is made.
+    secret_encrypted = models.TextField(default=new_encrypted_secret, editable=False)
     is_active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
@@ -90,6 +104,15 @@ class WebhookSubscription(models.Model):
 
     def __str__(self) -> str:
         return self.url if self.is_active else f"{self.url} (disabled)"
+
+    @property
+    def secret(self) -> str:
+        """The plain `whsec_…` secret; raises encryption.InvalidToken if no key opens it."""
+        return encryption.decrypt(self.secret_encrypted)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = encryption.encrypt(value)
 
 
 class WebhookDelivery(models.Model):
@@ -139,11 +162,23 @@ class WebhookAttempt(models.Model):
     attempted_at = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
-    response_body = models.TextField(blank=True, help_text="The first 1 KB of the response.")
+    response_body = models.CharField(
+        max_length=RESPONSE_EXCERPT_LIMIT,
+        blank=True,
+        help_text="A printable excerpt of the response (control characters removed); empty "
+        "when no HTTP response came back.",
+    )
     error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["attempted_at", "id"]
+        constraints = [
+            # No HTTP answer (refused address, DNS, connection or TLS error): no body either.
+            models.CheckConstraint(
+                condition=models.Q(status_code__isnull=False) | models.Q(response_body=""),
+                name="webhook_attempt_body_needs_response",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.status_code or self.error[:40]} in {self.duration_ms} ms"

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import time_machine
 
-from outbound import services
+from outbound import services, tasks
+from outbound.models import WebhookDelivery, WebhookSubscription
 
 
 @dataclass
@@ -34,7 +39,8 @@ class Received:
 
 class Receiver:
     """A webhook endpoint on 127.0.0.1 that records requests and answers as told: a status
-    code, `(status, headers)`, or "timeout" (sleeps past the sender's timeout)."""
+    code, `(status, headers)`, `(status, headers, body bytes)`, or "timeout" (sleeps past the
+    sender's timeout)."""
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
@@ -56,8 +62,11 @@ class Receiver:
                 if answer == "timeout":
                     time.sleep(receiver.sleep_seconds)
                     answer = 200
-                status, headers = answer if isinstance(answer, tuple) else (answer, {})
-                payload = f"answer {status}".encode()
+                if not isinstance(answer, tuple):
+                    answer = (answer,)
+                status = answer[0]
+                headers = answer[1] if len(answer) > 1 else {}
+                payload = answer[2] if len(answer) > 2 else f"answer {status}".encode()
                 # After a timeout the sender has hung up: writing may fail, and that is fine.
                 with contextlib.suppress(OSError):
                     self.send_response(status)
@@ -75,8 +84,12 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        return f"http://127.0.0.1:{self.port}/hooks"
 
     def respond(self, *answers: Any) -> None:
         self.answers.extend(answers)
@@ -97,9 +110,46 @@ def _receiver_server() -> Iterator[Receiver]:
     receiver.server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def dns(monkeypatch) -> dict[str, Callable[[], list[str]] | list[str]]:
+    """A resolver the tests control (real DNS would leave the machine): names put in this
+    table resolve to their addresses (a callable is asked on every lookup), any other name
+    does not resolve; IP literals and `localhost` go to the system's getaddrinfo."""
+    table: dict[str, Callable[[], list[str]] | list[str]] = {}
+    system = socket.getaddrinfo
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name in table:
+            answers = table[name]
+            addresses = answers() if callable(answers) else answers
+            results = []
+            for address in addresses:
+                if ipaddress.ip_address(address).version == 6:
+                    results.append(
+                        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, int(port), 0, 0))
+                    )
+                else:
+                    results.append(
+                        (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))
+                    )
+            return results
+        try:
+            ipaddress.ip_address(name.split("%")[0])
+        except ValueError:
+            if name != "localhost":
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+        return system(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return table
+
+
 @pytest.fixture
 def receiver(_receiver_server: Receiver, settings) -> Iterator[Receiver]:
     _receiver_server.reset()
+    # The receiver is on loopback, which webhooks may reach only through the allow-list.
+    settings.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS = [f"127.0.0.1:{_receiver_server.port}"]
     # Short timeouts keep the timeout test quick; the receiver sleeps past it.
     settings.OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = 0.5
     _receiver_server.sleep_seconds = 1.5
@@ -115,6 +165,25 @@ def subscribe(db, receiver: Receiver):
         )
 
     return _subscribe
+
+
+@pytest.fixture
+def ping(django_capture_on_commit_callbacks):
+    """Queue a webhook.test delivery and run its on-commit kick (eager Celery) inline."""
+
+    def _ping(subscription: WebhookSubscription) -> WebhookDelivery:
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery = services.ping_send(subscription=subscription)
+        delivery.refresh_from_db()
+        return delivery
+
+    return _ping
+
+
+def dispatch_at(when: dt.datetime) -> int:
+    """Run the beat dispatcher at `when` (its deliver tasks run inline)."""
+    with time_machine.travel(when, tick=True):
+        return tasks.dispatch_due_webhooks()
 
 
 def spec_verify(

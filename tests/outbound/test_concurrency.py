@@ -82,7 +82,11 @@ def test_two_tasks_for_one_attempt_send_it_once(receiver, subscribe):
 
     run_together(lambda: results.append(delivery_attempt(delivery_id=delivery.pk, attempt=0)))
 
-    assert sorted(results) == ["stale", "succeeded"]
+    # The loser sends nothing: it finds the attempt claimed ("stale") or, when the winner has
+    # already finished by the time it reads the row, the delivery done.
+    winner, loser = sorted(results, key=lambda r: r != "succeeded")
+    assert winner == "succeeded"
+    assert loser in ("stale", "already succeeded")
     assert len(receiver.requests) == 1
     delivery = WebhookDelivery.objects.get(pk=delivery.pk)
     assert (delivery.status, delivery.attempts, delivery.attempt_log.count()) == ("succeeded", 1, 1)

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 
 import pytest
-import time_machine
 from django.utils import timezone
 
 from outbound import selectors, services, signing, tasks
@@ -17,28 +16,9 @@ from outbound.delivery import deliveries_claim_due, retry_after_seconds
 from outbound.models import WebhookDelivery, WebhookSubscription, generate_secret
 from outbound.payloads import body_bytes
 
-from .conftest import spec_verify
+from .conftest import dispatch_at, spec_verify
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ping(django_capture_on_commit_callbacks):
-    """Queue a webhook.test delivery and run its on-commit kick (eager Celery) inline."""
-
-    def _ping(subscription: WebhookSubscription) -> WebhookDelivery:
-        with django_capture_on_commit_callbacks(execute=True):
-            delivery = services.ping_send(subscription=subscription)
-        delivery.refresh_from_db()
-        return delivery
-
-    return _ping
-
-
-def dispatch_at(when: dt.datetime) -> int:
-    """Run the beat dispatcher at `when` (its deliver tasks run inline)."""
-    with time_machine.travel(when, tick=True):
-        return tasks.dispatch_due_webhooks()
 
 
 def attempts(delivery: WebhookDelivery) -> list[tuple[int | None, str]]:
@@ -168,14 +148,16 @@ def test_a_timeout_is_retried_and_its_latency_recorded(receiver, subscribe, ping
     assert attempts(delivery) == [(None, "timed out after 0.5 s"), (200, "")]
 
 
-def test_a_refused_connection_is_retried(receiver, subscribe, ping):
+def test_a_refused_connection_is_retried_and_keeps_no_body(receiver, subscribe, ping, settings):
+    settings.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1:9"]
     subscription = subscribe("message.sent", url="http://127.0.0.1:9/hooks")
 
     delivery = ping(subscription)
 
     assert (delivery.status, delivery.attempts) == ("pending", 1)
-    [(code, error)] = attempts(delivery)
-    assert code is None and error.startswith("ConnectionError")
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code is None and attempt.error.startswith("ConnectionError")
+    assert attempt.response_body == ""
 
 
 def test_retry_after_on_429_is_honoured(receiver, subscribe, ping):
