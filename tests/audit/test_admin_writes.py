@@ -134,7 +134,7 @@ def test_webhook_subscription_admin_create_change_and_reenable(boss):
 
     created, changed, reenabled = entries()
     assert created.action == "create"
-    assert created.changes["secret"] == [None, "[hidden]"]
+    assert created.changes["secret_encrypted"] == [None, "[hidden]"]
     assert subscription.secret not in str(created.changes)
     assert changed.action == "change"
     assert changed.changes["description"] == ["CRM", "CRM (prod)"]

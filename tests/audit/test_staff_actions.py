@@ -258,7 +258,7 @@ def test_webhook_changes_through_the_api_name_the_api_key(api):
         )
         assert (entry.object_type, entry.object_id) == ("outbound.webhooksubscription", str(pk))
     assert (create.action, change.action, delete.action) == ("create", "change", "delete")
-    assert create.changes["secret"] == [None, "[hidden]"]
+    assert create.changes["secret_encrypted"] == [None, "[hidden]"]
     assert change.changes == {"description": ["", "CRM"]}
     assert delete.changes["url"] == ["https://crm.example.com/hooks", None]
     assert not WebhookSubscription.objects.exists()
