@@ -63,14 +63,23 @@ class QuietHousekeeping(logging.Filter):
     every other task still log as before."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # A logging filter must never raise: an exception here would kill beat or the worker
+        # (a beat error line once carried a list where this expected a task name).
+        try:
+            return not self._idle_housekeeping(record)
+        except Exception:
+            return True
+
+    @staticmethod
+    def _idle_housekeeping(record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) == 2:  # celery.beat: (entry name, task name)
-            return args[1] not in housekeeping_tasks()
-        if isinstance(args, dict) and args.get("name") in housekeeping_tasks():
-            if "return_value" in args:  # a success line: keep it when work was done
-                return bool(re.search(r"[1-9]", str(args["return_value"])))
-            return "runtime" in args or "exc" in args  # "received" lines carry neither
-        return True
+        if str(record.msg).startswith("Scheduler: Sending due task"):
+            return isinstance(args, tuple) and len(args) == 2 and args[1] in housekeeping_tasks()
+        if not isinstance(args, dict) or args.get("name") not in housekeeping_tasks():
+            return False
+        if "return_value" in args:  # a success line: idle when no non-zero number came back
+            return not re.search(r"[1-9]", str(args["return_value"]))
+        return "runtime" not in args and "exc" not in args  # a "received" line
 
 
 def housekeeping_tasks() -> set[str]:

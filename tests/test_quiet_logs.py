@@ -55,3 +55,13 @@ def test_work_done_failures_and_other_tasks_still_log(logs):
         {"name": "messaging.tasks.deliver_message", "id": "4", "args": "()", "kwargs": "{}"},
     )
     assert len(logs.records) == 5
+
+
+def test_the_filter_never_raises_whatever_a_record_carries(logs):
+    # Beat once logged an error whose arguments held a list: the filter raised TypeError and
+    # beat died (tests/faults/test_broker_restart.py caught it).
+    beat = logging.getLogger("celery.beat")
+    beat.error("beat raised %s: %s", ["unhashable"], {"x": 1})
+    beat.info("Scheduler: Sending due task %s (%s)", "x", ["not", "a", "name"])
+    logging.getLogger("celery.app.trace").info("odd %(name)s", {"name": ["a", "list"]})
+    assert len(logs.records) == 3
