@@ -20,6 +20,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "messaging.tasks.sweep_messages",
             "schedule": settings.SWEEP_INTERVAL_SECONDS,
         },
+        "reconcile-unknown-messages": {
+            "task": "messaging.reconcile_unknown",
+            "schedule": settings.SWEEP_INTERVAL_SECONDS,
+        },
         "sweep-unprocessed-events": {
             "task": "journeys.sweep_events",
             "schedule": settings.SWEEP_INTERVAL_SECONDS,

@@ -223,6 +223,13 @@ MESSAGE_SENDING_TIMEOUT_SECONDS = env.int("MESSAGE_SENDING_TIMEOUT_SECONDS", def
 # A `queued` message whose task never ran (lost between commit and enqueue) is re-queued.
 MESSAGE_QUEUED_LEASE_SECONDS = env.int("MESSAGE_QUEUED_LEASE_SECONDS", default=120)
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=30.0)
+# An `unknown` message (the worker died mid-call, or the provider never answered) that no status
+# callback settled within this long is looked up at the provider by a beat task (the same
+# interval as the sweeper), and again this often while it is not found.
+UNKNOWN_RECONCILE_AFTER_SECONDS = env.int("UNKNOWN_RECONCILE_AFTER_SECONDS", default=900)
+# Still not found this long after it became `unknown`: `failed`, "not accepted by provider".
+# 24 h outlasts Twilio's queue (10 h) and SendGrid's event-webhook retries (24 h).
+UNKNOWN_FINAL_DEADLINE_SECONDS = env.int("UNKNOWN_FINAL_DEADLINE_SECONDS", default=86400)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
 # Per-sender send rate (messages/s; 0 = no limit), shared by all workers through Redis. A
 # US long code takes ~1/s, a short code 100/s, a WhatsApp sender 80/s.

@@ -234,6 +234,9 @@ class Message(models.Model):
     read_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
     skipped_at = models.DateTimeField(null=True, blank=True)
+    unknown_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its outcome became unknown (a worker died mid-call)."
+    )
     received_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -250,6 +253,12 @@ class Message(models.Model):
                 fields=["sending_at"],
                 name="message_sending_since",
                 condition=models.Q(status="sending"),
+            ),
+            # Reconciliation claims `unknown` messages whose next lookup is due.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="message_unknown_due",
+                condition=models.Q(status="unknown"),
             ),
         ]
 
@@ -271,6 +280,7 @@ class TouchpointKind:
     HELD = "held"
     RETRYING = "retrying"
     UNKNOWN = "unknown"
+    RECONCILED = "reconciled"
     DEFERRED = "deferred"
     OPENED = "opened"
     CLICKED = "clicked"

@@ -141,6 +141,10 @@ def _apply_one(message: Message, event: TrackingEvent) -> bool:
     known = [t for t in (message.sending_at, message.sent_at, message.delivered_at) if t]
     when = max([event.timestamp, *known])
     target = _STATUS_FOR_EVENT.get(event.event_type)
+    if target is None and event.event_type == EventType.QUEUED and message.status == "unknown":
+        # SendGrid's `processed` (Twilio's `queued`) is the provider saying it accepted the
+        # message: for a send whose outcome we never learned, that settles it as `sent`.
+        target = MessageStatus.SENT
     with transaction.atomic():
         if target is not None:
             fields: dict[str, str] = {}

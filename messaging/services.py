@@ -709,11 +709,25 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
     return DeliveryOutcome("sent")
 
 
-def _mark_unknown(message: Message, reason: str) -> None:
+def provider_call_seconds() -> float:
+    """The worst case of one provider call: connect and read timeouts, and a margin to
+    record its outcome."""
+    return 2 * settings.PROVIDER_TIMEOUT_SECONDS + 5
+
+
+def _mark_unknown(message: Message, reason: str, now: datetime | None = None) -> None:
+    # next_attempt_at: when `messaging.reconcile` asks the provider, if no callback came first.
+    now = now or timezone.now()
+    recheck = now + timedelta(seconds=settings.UNKNOWN_RECONCILE_AFTER_SECONDS)
     message_transition(
         message=message,
         to=MessageStatus.UNKNOWN,
-        fields={"error_code": "unknown", "error_message": reason[:2000]},
+        occurred_at=now,
+        fields={
+            "error_code": "unknown",
+            "error_message": reason[:2000],
+            "next_attempt_at": recheck,
+        },
         touchpoint_data={"reason": reason[:500]},
     )
 
@@ -800,6 +814,8 @@ def messages_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str
     )
     for message in stuck:
         _mark_unknown(
-            message, "the worker stopped during the provider call; waiting for a status callback"
+            message,
+            "the worker stopped during the provider call; waiting for a status callback",
+            now=now,
         )
     return {"requeued": len(stale_ids), "unknown": len(stuck)}
