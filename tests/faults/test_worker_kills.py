@@ -1,18 +1,23 @@
 """SIGKILL worker processes (prefork children, prefork parents, threads workers) again and again
 while N journey sends run: every message ends in exactly one final state, the provider gets
 each at most once, a send whose outcome the kill made ambiguous is settled by the provider's
-status callback or parked as `unknown` (never resent), and no enrollment loses its message."""
+status callback or parked as `unknown` (never resent), and no enrollment loses its message.
+Reconciliation (on the test clock) then settles every `unknown` one: none is left."""
 
 from __future__ import annotations
 
 import random
 import time
+from datetime import timedelta
 
 import pytest
 import requests
+from django.utils import timezone
 
+from channels_app.providers.registry import reset_providers
 from journeys.models import Enrollment, Event, JourneyMessage
 from messaging.models import Contact, Message
+from messaging.reconcile import NOT_ACCEPTED, unknown_messages_reconcile
 from messaging.services import message_create
 
 from .conftest import (
@@ -184,6 +189,41 @@ def test_sigkill_workers_during_journey_sends(live_server, settings, api_key, cl
         f"{len(unreconciled)} accepted messages left unknown; the provider never called back "
         f"for {len(unsettled)}:\n{explain_unreconciled(sim, unreconciled)}"
     )
+    assert_reconciliation_leaves_no_unknown(settings, sim, messages, n)
+
+
+def assert_reconciliation_leaves_no_unknown(settings, sim, messages, n: int) -> None:
+    """The beat's reconciliation, run here on the test clock: once due, every `unknown` message
+    is looked up at the provider (the simulator's Twilio listing); those it never got are not
+    settled early, and fail "not accepted by provider" at the final deadline. None is resent."""
+    settings.TWILIO_API_BASE_URL = sim.url
+    reset_providers()
+    unknown_ids = [str(pk) for pk in messages.filter(status="unknown").values_list("pk", flat=True)]
+    requests_before = audit(sim).requests
+    due = timezone.now() + timedelta(seconds=settings.UNKNOWN_RECONCILE_AFTER_SECONDS)
+    first = unknown_messages_reconcile(now=due, limit=n)
+    assert sum(first.values()) == len(unknown_ids), first
+    # The provider never got them (their callbacks would have settled them): not found yet.
+    assert set(first) <= {"waiting"}, first
+    final = timezone.now() + timedelta(seconds=settings.UNKNOWN_FINAL_DEADLINE_SECONDS)
+    second = unknown_messages_reconcile(now=final, limit=n)
+    after = audit(sim)
+    summary(
+        "worker_kills_reconciled",
+        unknown_before=len(unknown_ids),
+        unknown_after=after.statuses["unknown"],
+        not_accepted=second.get("not_accepted", 0),
+        failed=after.statuses["failed"],
+    )
+    assert after.statuses["unknown"] == 0, after.statuses
+    assert second == ({"not_accepted": len(unknown_ids)} if unknown_ids else {}), second
+    assert after.problems() == []
+    assert after.requests == requests_before, "reconciliation resent nothing"
+    assert after.sent + after.statuses["failed"] == n, after.statuses
+    for message in messages.filter(pk__in=unknown_ids):
+        assert message.status == "failed", message.status
+        assert message.error_message.startswith(NOT_ACCEPTED), message.error_message
+        assert message.touchpoints.filter(kind="reconciled").exists()
 
 
 def test_kill_mid_provider_call_is_settled_by_the_status_callback(
