@@ -56,3 +56,30 @@ def _bound_event_loop_sleep(sender: object = None, **_: object) -> None:
     timer = getattr(sender, "timer", None)
     if isinstance(getattr(sender, "pool", None), TaskPool) and timer is not None:
         timer.call_repeatedly(0.01, _wake)
+
+
+@signals.task_prerun.connect(dispatch_uid="touchline.task_deadline_start")
+def _task_deadline_start(sender: object = None, task: object = None, **_: object) -> None:
+    from . import task_limits
+
+    task_limits.task_started(task or sender)
+
+
+@signals.task_postrun.connect(dispatch_uid="touchline.task_deadline_end")
+def _task_deadline_end(**_: object) -> None:
+    from . import task_limits
+
+    task_limits.task_finished()
+
+
+def _connect_statement_timeout() -> None:
+    from django.db.backends.signals import connection_created
+
+    from . import task_limits
+
+    connection_created.connect(
+        task_limits.on_connection_created, dispatch_uid="touchline.task_statement_timeout"
+    )
+
+
+_connect_statement_timeout()

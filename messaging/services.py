@@ -22,6 +22,7 @@ from channels_app.channels import Channel, normalize_phone
 from channels_app.providers.base import OutboundMessage, ProviderError
 from channels_app.providers.registry import get_provider
 from channels_app.ratelimit import reserve_send_slot
+from config import task_limits
 
 from . import policies, signals
 from .models import (
@@ -631,6 +632,14 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
         return DeliveryOutcome("rate_limited", retry_in=slot.wait)
     if slot.wait > 0:
         time.sleep(slot.wait)
+    try:
+        # The task's soft limit, in every pool: the claim and the provider call only start
+        # when the call's worst case (connect + read timeouts) fits before it. Otherwise the
+        # message stays `queued`, untouched, for the sweeper to hand to another run.
+        task_limits.check(need=provider_call_seconds(), phase="the provider call")
+    except task_limits.SoftTimeLimitExceeded:
+        Message.objects.filter(pk=message_id).update(delivery_tries=F("delivery_tries") - 1)
+        raise
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))

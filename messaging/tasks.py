@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import DatabaseError
 
+from config import task_limits
+
 from . import reconcile, services
 
 # Declared once: late acks so a killed worker's task is redelivered (the claim in
@@ -47,4 +49,6 @@ def sweep_messages() -> dict[str, int]:
 @shared_task(name="messaging.reconcile_unknown", **BEAT_TASK_OPTIONS)
 def reconcile_unknown_messages() -> dict[str, int]:
     """Beat: ask the provider about `unknown` messages no status callback settled."""
-    return reconcile.unknown_messages_reconcile()
+    # A lookup is at most 3 provider requests, each bounded by the provider timeout.
+    need = 3 * services.provider_call_seconds()
+    return reconcile.unknown_messages_reconcile(has_time=lambda: task_limits.has_time(need))
