@@ -151,6 +151,9 @@ STORAGES = {
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=API_MAX_BODY_BYTES)
 INBOUND_PARSE_MAX_BYTES = env.int("INBOUND_PARSE_MAX_BYTES", default=30 * 1024 * 1024)
+# An inbound email's text and HTML bodies are each stored cut to this many bytes (flagged
+# `truncated` on its message and touchpoint); attachments are kept as references only.
+INBOUND_EMAIL_MAX_BYTES = env.int("INBOUND_EMAIL_MAX_BYTES", default=128 * 1024)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
