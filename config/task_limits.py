@@ -19,16 +19,18 @@ by construction. In the prefork pool Celery's own limits still apply on top.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+logger = logging.getLogger(__name__)
 _local = threading.local()
 
 
-def _stack() -> list[tuple[float, str]]:
+def _stack() -> list[tuple[float, str, float]]:
     stack = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
@@ -49,16 +51,21 @@ def limits_of(task: Any) -> tuple[float | None, float | None]:
 def task_started(task: Any) -> None:
     """`task_prerun`: start this run's deadline (the soft limit, else the hard one)."""
     soft, hard = limits_of(task)
+    now = time.monotonic()
     limit = soft or hard
-    expires = time.monotonic() + limit if limit else float("inf")
-    _stack().append((expires, getattr(task, "name", "")))
+    expires = now + limit if limit else float("inf")
+    _stack().append((expires, getattr(task, "name", ""), now + hard if hard else float("inf")))
 
 
 def task_finished() -> None:
     """`task_postrun`: the run is over (eager tasks nest, hence a stack)."""
     stack = _stack()
     if stack:
-        stack.pop()
+        _, name, hard_deadline = stack.pop()
+        overrun = time.monotonic() - hard_deadline
+        if overrun > 0:
+            # A pool that cannot kill (threads) finished it late: some call was unbounded.
+            logger.error("Task %s ran %.1f s past its hard time limit", name, overrun)
 
 
 def in_task() -> bool:
@@ -70,7 +77,7 @@ def remaining() -> float | None:
     stack = _stack()
     if not stack:
         return None
-    return min(expires for expires, _ in stack) - time.monotonic()
+    return min(entry[0] for entry in stack) - time.monotonic()
 
 
 def has_time(need: float = 0.0) -> bool:

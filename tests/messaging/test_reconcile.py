@@ -367,3 +367,22 @@ def test_a_message_another_reconciler_holds_is_skipped(simulator):
     # Its turn comes on the next run; the one just asked is leased.
     assert reconcile.unknown_messages_reconcile(now=at(held, AFTER)) == {"waiting": 1}
     assert len(reconciled(held)) == 1
+
+
+def test_a_run_out_of_time_releases_what_it_did_not_reach(simulator):
+    first = worker_died(queued(), reached_provider=False)
+    second = worker_died(queued(), reached_provider=False)
+    budget = iter([True, False])  # time for one lookup, then the soft limit is near
+
+    result = reconcile.unknown_messages_reconcile(
+        now=at(first, AFTER), has_time=lambda: next(budget)
+    )
+
+    assert result == {"waiting": 1, "released": 1}
+    asked = [m for m in (first, second) if reconciled(m)]
+    [left] = [m for m in (first, second) if not reconciled(m)]
+    assert len(asked) == 1
+    left.refresh_from_db()
+    # Released, not leased: the next run takes it at once.
+    assert left.next_attempt_at == at(first, AFTER)
+    assert reconcile.unknown_messages_reconcile(now=at(first, AFTER)) == {"waiting": 1}
