@@ -105,7 +105,7 @@ def message_reconcile(*, message: Message, now: datetime) -> str:
         # We could not ask: that says nothing about the message. Try again next time.
         logger.warning("Could not look up unknown message %s: %r", message.pk, exc)
         return "lookup_failed"
-    if result is not None and result.found and result.status:
+    if result is not None and result.found:
         return _settle_found(message, result, provider.name, now)
     if now >= final:
         return _settle_not_accepted(message, result, now)

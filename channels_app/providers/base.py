@@ -51,7 +51,8 @@ class SentMessageQuery:
 @dataclass(frozen=True)
 class LookupResult:
     """The provider's answer about one message. `found` False: the provider has no such
-    message; `status` is a normalised event type (sent, delivered, read, failed, undelivered)."""
+    message; when found, `status` is a normalised event type (sent, delivered, read, failed,
+    undelivered), never empty."""
 
     found: bool
     provider_message_id: str = ""

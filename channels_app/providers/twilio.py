@@ -263,7 +263,8 @@ def _result(listed: Any, matched_by: str, candidates: int = 1) -> LookupResult:
     return LookupResult(
         found=True,
         provider_message_id=listed.sid,
-        status=LOOKUP_STATUSES.get(provider_status, ""),
+        # A status we don't know still means Twilio holds the message: at least `sent`.
+        status=LOOKUP_STATUSES.get(provider_status, "sent"),
         provider_status=provider_status,
         error_code=str(listed.error_code or ""),
         matched_by=matched_by,
