@@ -7,6 +7,7 @@ Reconciliation (on the test clock) then settles every `unknown` one: none is lef
 from __future__ import annotations
 
 import random
+import socket
 import time
 from datetime import timedelta
 
@@ -284,3 +285,53 @@ def test_kill_mid_provider_call_is_settled_by_the_status_callback(
         f"called back\n{explain_unreconciled(sim, unreconciled)}"
     )
     assert result.statuses["delivered"] == count, result.statuses
+
+
+def test_kill_mid_call_to_a_provider_that_never_got_it_is_failed_by_reconciliation(
+    live_server, settings, cluster, simulators
+):
+    """Deterministic version of the case reconciliation exists for: every worker process dies
+    while its request is in flight to a provider that will never record it (a black hole).
+    The sweeper parks them `unknown`; no callback ever comes; reconciliation asks the provider
+    (the simulator's Twilio listing: not there), waits, and at the final deadline fails them
+    "not accepted by provider". Nothing is sent, then or later."""
+    count = 4
+    settings.PUBLIC_BASE_URL = live_server.url
+    sim = simulators(live_server.url, callbacks=True)
+    purge_broker(settings.CELERY_BROKER_URL)
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        env = touchline_env(
+            sim,
+            public_base_url=live_server.url,
+            TWILIO_API_BASE_URL=f"http://127.0.0.1:{black_hole.getsockname()[1]}",
+            PROVIDER_TIMEOUT_SECONDS=30,  # in flight until killed (and fits the soft limit)
+        )
+        cluster.beat(env)
+        worker = cluster.worker(env, pool="prefork", concurrency=count)
+        cluster.wait_ready(worker)
+        ids = []
+        for i in range(count):
+            contact = Contact.objects.create(
+                external_id=f"hole-{i}", phone=phone(i), first_name="H"
+            )
+            message, _ = message_create(contact=contact, channel="sms", body=f"Lost {i}")
+            ids.append(str(message.pk))
+        messages = Message.objects.filter(pk__in=ids)
+        wait_until(
+            lambda: messages.filter(status="sending").count() == count,
+            timeout=30,
+            what="every message to be claimed and in its provider call",
+        )
+        for child in children_of(worker.pid):
+            cluster.sigkill(child)
+        wait_until(
+            lambda: messages.filter(status="unknown").count() == count,
+            timeout=30,
+            what="the sweeper to park the killed sends as unknown",
+            state=lambda: db_state(),
+        )
+    assert audit(sim, messages).requests == {}, "the provider never got them"
+    assert_reconciliation_leaves_no_unknown(settings, sim, messages, count)
+    assert messages.filter(status="failed", error_code="not_accepted").count() == count
