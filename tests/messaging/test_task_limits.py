@@ -159,3 +159,12 @@ def test_threads_pool_task_does_not_wait_on_a_lock_past_the_statement_timeout(
     # Nothing was claimed or sent while the lock was held; the retry (a Celery countdown)
     # finds the row free later.
     assert not Touchpoint.objects.filter(message=message, kind="sending").exists()
+
+
+def test_a_provider_timeout_no_send_could_fit_is_a_system_check_error(settings):
+    from messaging.checks import provider_call_fits_the_delivery_soft_limit
+
+    assert provider_call_fits_the_delivery_soft_limit() == []
+    settings.PROVIDER_TIMEOUT_SECONDS = 60
+    [error] = provider_call_fits_the_delivery_soft_limit()
+    assert error.id == "messaging.E001"
