@@ -50,10 +50,13 @@ class TrackingEvent:
 
 @dataclass(frozen=True)
 class Attachment:
+    """A reference to an attachment, never its content."""
+
     filename: str
     content_type: str
     size: int
     url: str = ""  # media URL (Twilio); email attachments are described, not stored
+    sha256: str = ""  # of the content, when it came in the request (email)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class InboundEvent:
     in_reply_to: tuple[str, ...] = ()  # email: In-Reply-To and References ids
     keyword: str = ""  # "stop", "start", "help" or ""
     attachments: tuple[Attachment, ...] = ()
+    # Fields cut to the inbound size limits → their size as received (SMS/WhatsApp body:
+    # characters; email text/html: UTF-8 bytes). Empty when nothing was cut.
+    truncated: dict[str, int] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
 

@@ -22,6 +22,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "messaging.tasks.sweep_messages",
             "schedule": settings.SWEEP_INTERVAL_SECONDS,
         },
+        "reconcile-unknown-messages": {
+            "task": "messaging.reconcile_unknown",
+            "schedule": settings.SWEEP_INTERVAL_SECONDS,
+        },
         "sweep-unprocessed-events": {
             "task": "journeys.sweep_events",
             "schedule": settings.SWEEP_INTERVAL_SECONDS,
@@ -89,3 +93,30 @@ def housekeeping_tasks() -> set[str]:
 _quiet = QuietHousekeeping()
 for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
     logging.getLogger(_name).addFilter(_quiet)
+
+
+@signals.task_prerun.connect(dispatch_uid="touchline.task_deadline_start")
+def _task_deadline_start(sender: object = None, task: object = None, **_: object) -> None:
+    from . import task_limits
+
+    task_limits.task_started(task or sender)
+
+
+@signals.task_postrun.connect(dispatch_uid="touchline.task_deadline_end")
+def _task_deadline_end(**_: object) -> None:
+    from . import task_limits
+
+    task_limits.task_finished()
+
+
+def _connect_statement_timeout() -> None:
+    from django.db.backends.signals import connection_created
+
+    from . import task_limits
+
+    connection_created.connect(
+        task_limits.on_connection_created, dispatch_uid="touchline.task_statement_timeout"
+    )
+
+
+_connect_statement_timeout()

@@ -157,6 +157,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=API
 INBOUND_PARSE_MAX_BYTES = env.int("INBOUND_PARSE_MAX_BYTES", default=30 * 1024 * 1024)
 # JSON bodies nested deeper than this (objects and arrays) are refused with a 400.
 API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
+# An inbound email's text and HTML bodies are each stored cut to this many bytes (flagged
+# `truncated` on its message and touchpoint); attachments are kept as references only.
+INBOUND_EMAIL_MAX_BYTES = env.int("INBOUND_EMAIL_MAX_BYTES", default=128 * 1024)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
@@ -211,8 +214,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
+# Defaults for tasks that declare none. Enforced in every pool, threads included, by
+# config/task_limits.py (Celery itself enforces them only in prefork).
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 90
+# Every database statement (and lock wait) of a connection a task opens (PostgreSQL).
+TASK_STATEMENT_TIMEOUT_SECONDS = env.float("TASK_STATEMENT_TIMEOUT_SECONDS", default=30.0)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # The pool and concurrency are given on the worker's command line (Procfile:
@@ -231,6 +238,13 @@ MESSAGE_SENDING_TIMEOUT_SECONDS = env.int("MESSAGE_SENDING_TIMEOUT_SECONDS", def
 # A `queued` message whose task never ran (lost between commit and enqueue) is re-queued.
 MESSAGE_QUEUED_LEASE_SECONDS = env.int("MESSAGE_QUEUED_LEASE_SECONDS", default=120)
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=30.0)
+# An `unknown` message (the worker died mid-call, or the provider never answered) that no status
+# callback settled within this long is looked up at the provider by a beat task (the same
+# interval as the sweeper), and again this often while it is not found.
+UNKNOWN_RECONCILE_AFTER_SECONDS = env.int("UNKNOWN_RECONCILE_AFTER_SECONDS", default=900)
+# Still not found this long after it became `unknown`: `failed`, "not accepted by provider".
+# 24 h outlasts Twilio's queue (10 h) and SendGrid's event-webhook retries (24 h).
+UNKNOWN_FINAL_DEADLINE_SECONDS = env.int("UNKNOWN_FINAL_DEADLINE_SECONDS", default=86400)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
 # Per-sender send rate (messages/s; 0 = no limit), shared by all workers through Redis. A
 # US long code takes ~1/s, a short code 100/s, a WhatsApp sender 80/s.

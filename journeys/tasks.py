@@ -8,6 +8,8 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
+from config import task_limits
+
 from . import engine, services
 
 logger = logging.getLogger(__name__)
@@ -20,6 +22,10 @@ ADVANCE_TASK_OPTIONS = {
     "soft_time_limit": 240,
 }
 CHUNK = engine.ADVANCE_BATCH  # ids per advance_enrollments task: one transaction
+# Beat tasks: a bounded slice per run, stopping early near the soft limit.
+BEAT_TASK_OPTIONS = {"ignore_result": True, "time_limit": 120, "soft_time_limit": 100}
+# One claim and its fan-out: a few statements, each under TASK_STATEMENT_TIMEOUT_SECONDS.
+BATCH_SECONDS = 10.0
 
 
 # The one scheduler chain (see schedule_due): held while it runs, for at most a lease.
@@ -49,7 +55,7 @@ def _chain_goes_on(chained: bool) -> bool:
     return cache.add(CHAIN_KEY, 1, timeout=settings.SCHEDULER_LEASE_SECONDS)
 
 
-@shared_task(name="journeys.schedule_due", ignore_result=True, time_limit=120)
+@shared_task(name="journeys.schedule_due", **BEAT_TASK_OPTIONS)
 def schedule_due(chained: bool = False) -> int:
     """Beat: claim due enrollments in bounded batches and fan them out to workers. Long waits
     live in next_run_at, never in Celery ETAs.
@@ -62,6 +68,8 @@ def schedule_due(chained: bool = False) -> int:
     size = settings.SCHEDULER_BATCH_SIZE
     claimed = 0
     for number in range(1, MAX_BATCHES_PER_CALL + 1):
+        if number > 1 and not task_limits.has_time(BATCH_SECONDS):
+            break  # the next beat (or chain) claims the rest
         ids = engine.enrollments_claim_due(
             limit=size, lease_seconds=settings.SCHEDULER_LEASE_SECONDS
         )
@@ -86,7 +94,7 @@ def process_events() -> int:
     return services.events_apply_pending()
 
 
-@shared_task(name="journeys.sweep_events", ignore_result=True, time_limit=120)
+@shared_task(name="journeys.sweep_events", **BEAT_TASK_OPTIONS)
 def sweep_events() -> int:
     """Beat: apply accepted events whose kick was lost (a crash between commit and publish,
     a broker outage) once they are EVENT_SWEEP_AFTER_SECONDS old."""

@@ -257,6 +257,9 @@ class Message(models.Model):
     read_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
     skipped_at = models.DateTimeField(null=True, blank=True)
+    unknown_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its outcome became unknown (a worker died mid-call)."
+    )
     received_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -278,6 +281,12 @@ class Message(models.Model):
                 name="message_sending_since",
                 condition=models.Q(status="sending"),
             ),
+            # Reconciliation claims `unknown` messages whose next lookup is due.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="message_unknown_due",
+                condition=models.Q(status="unknown"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -298,6 +307,7 @@ class TouchpointKind:
     HELD = "held"
     RETRYING = "retrying"
     UNKNOWN = "unknown"
+    RECONCILED = "reconciled"
     DEFERRED = "deferred"
     OPENED = "opened"
     CLICKED = "clicked"

@@ -142,6 +142,10 @@ def _apply_one(message: Message, event: TrackingEvent) -> bool:
     known = [t for t in (message.sending_at, message.sent_at, message.delivered_at) if t]
     when = max([event.timestamp, *known])
     target = _STATUS_FOR_EVENT.get(event.event_type)
+    if target is None and event.event_type == EventType.QUEUED and message.status == "unknown":
+        # SendGrid's `processed` (Twilio's `queued`) is the provider saying it accepted the
+        # message: for a send whose outcome we never learned, that settles it as `sent`.
+        target = MessageStatus.SENT
     with transaction.atomic():
         if target is not None:
             fields: dict[str, str] = {}
@@ -310,6 +314,13 @@ def _apply_keyword(event: InboundEvent, inbound: Message) -> bool:
     return keyword_word(event.full_body or event.body) != "YES"
 
 
+def _truncation(event: InboundEvent) -> dict[str, object]:
+    """The flag a message cut to the inbound size limits carries (message and touchpoint)."""
+    if not event.truncated:
+        return {}
+    return {"truncated": True, "original_sizes": dict(event.truncated)}
+
+
 def inbound_message_apply(*, event: InboundEvent) -> Message | None:
     """Store a customer's message, link it to what it answers, apply STOP/START."""
     key = f"inbound:{event.provider}:{event.event_id}"[:255]
@@ -320,8 +331,15 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
         # A signed token or a header naming our message identifies the conversation even when
         # the customer answers from another address (an alias, a forward).
         contact = answered.contact if answered is not None else _inbound_contact(event)
+        # References only (name, type, size, and a link or a hash): never the content.
         media = [
-            {"filename": a.filename, "content_type": a.content_type, "size": a.size, "url": a.url}
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "url": a.url,
+                **({"sha256": a.sha256} if a.sha256 else {}),
+            }
             for a in event.attachments
         ]
         try:
@@ -347,6 +365,7 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
                         "full_body": event.full_body if event.full_body != event.body else "",
                         "profile_name": event.profile_name,
                         "keyword": event.keyword,
+                        **_truncation(event),
                     },
                 )
         except IntegrityError:
@@ -365,6 +384,7 @@ def inbound_message_apply(*, event: InboundEvent) -> Message | None:
                 "body": event.body[:500],
                 "keyword": event.keyword,
                 "attachments": len(media),
+                **_truncation(event),
             },
             dedupe_key=f"in:{inbound.pk}",
         )

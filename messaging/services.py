@@ -22,6 +22,7 @@ from channels_app.channels import Channel, normalize_phone
 from channels_app.providers.base import OutboundMessage, ProviderError
 from channels_app.providers.registry import get_provider
 from channels_app.ratelimit import reserve_send_slot
+from config import task_limits
 
 from . import policies, signals
 from .models import (
@@ -651,6 +652,14 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
         return DeliveryOutcome("rate_limited", retry_in=slot.wait)
     if slot.wait > 0:
         time.sleep(slot.wait)
+    try:
+        # The task's soft limit, in every pool: the claim and the provider call only start
+        # when the call's worst case (connect + read timeouts) fits before it. Otherwise the
+        # message stays `queued`, untouched, for the sweeper to hand to another run.
+        task_limits.check(need=provider_call_seconds(), phase="the provider call")
+    except task_limits.SoftTimeLimitExceeded:
+        Message.objects.filter(pk=message_id).update(delivery_tries=F("delivery_tries") - 1)
+        raise
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
@@ -729,11 +738,25 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
     return DeliveryOutcome("sent")
 
 
-def _mark_unknown(message: Message, reason: str) -> None:
+def provider_call_seconds() -> float:
+    """The worst case of one provider call: connect and read timeouts, and a margin to
+    record its outcome."""
+    return 2 * settings.PROVIDER_TIMEOUT_SECONDS + 5
+
+
+def _mark_unknown(message: Message, reason: str, now: datetime | None = None) -> None:
+    # next_attempt_at: when `messaging.reconcile` asks the provider, if no callback came first.
+    now = now or timezone.now()
+    recheck = now + timedelta(seconds=settings.UNKNOWN_RECONCILE_AFTER_SECONDS)
     message_transition(
         message=message,
         to=MessageStatus.UNKNOWN,
-        fields={"error_code": "unknown", "error_message": reason[:2000]},
+        occurred_at=now,
+        fields={
+            "error_code": "unknown",
+            "error_message": reason[:2000],
+            "next_attempt_at": recheck,
+        },
         touchpoint_data={"reason": reason[:500]},
     )
 
@@ -820,6 +843,8 @@ def messages_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str
     )
     for message in stuck:
         _mark_unknown(
-            message, "the worker stopped during the provider call; waiting for a status callback"
+            message,
+            "the worker stopped during the provider call; waiting for a status callback",
+            now=now,
         )
     return {"requeued": len(stale_ids), "unknown": len(stuck)}

@@ -4,7 +4,8 @@ Provider callbacks can arrive late, early or twice, so transitions only move for
 a `sent` after `delivered` is not allowed, and failed/undelivered/skipped are terminal.
 A message in `sending` accepts provider outcomes directly because a status callback can
 arrive before the worker commits `sent`; `unknown` (a worker died mid-call) is reconciled
-by whatever the provider reports later.
+by whatever the provider reports later: a status callback, or `messaging.reconcile` asking the
+provider (found: its status; never found by the final deadline: `failed`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ TIMESTAMP_FIELD: dict[str, str] = {
     S.FAILED: "failed_at",
     S.UNDELIVERED: "failed_at",
     S.SKIPPED: "skipped_at",
+    S.UNKNOWN: "unknown_at",
     S.RECEIVED: "received_at",
 }
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import DatabaseError
 
-from . import services
+from config import task_limits
+
+from . import reconcile, services
 
 # Declared once: late acks so a killed worker's task is redelivered (the claim in
 # message_deliver makes redelivery harmless), and hard limits so nothing hangs forever.
@@ -34,6 +36,19 @@ def deliver_message(message_id: str) -> str:
     return outcome.result
 
 
-@shared_task(name="messaging.tasks.sweep_messages", ignore_result=True, time_limit=300)
+# Beat tasks: each run does a bounded slice and stops early near its soft limit; the next
+# run (every SWEEP_INTERVAL_SECONDS) carries on.
+BEAT_TASK_OPTIONS = {"ignore_result": True, "time_limit": 300, "soft_time_limit": 240}
+
+
+@shared_task(name="messaging.tasks.sweep_messages", **BEAT_TASK_OPTIONS)
 def sweep_messages() -> dict[str, int]:
     return services.messages_sweep()
+
+
+@shared_task(name="messaging.reconcile_unknown", **BEAT_TASK_OPTIONS)
+def reconcile_unknown_messages() -> dict[str, int]:
+    """Beat: ask the provider about `unknown` messages no status callback settled."""
+    # A lookup is at most 3 provider requests, each bounded by the provider timeout.
+    need = 3 * services.provider_call_seconds()
+    return reconcile.unknown_messages_reconcile(has_time=lambda: task_limits.has_time(need))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import DatabaseError
 
+from config import task_limits
+
 from . import conf, delivery
 
 # Declared once. Late acks: a killed worker's task is redelivered, and the attempt counter it
@@ -24,21 +26,29 @@ DELIVER_TASK_OPTIONS = {
     "max_retries": 5,
 }
 MAX_BATCHES = 10
+BEAT_TASK_OPTIONS = {"ignore_result": True, "time_limit": 120, "soft_time_limit": 100}
+BATCH_SECONDS = 10.0
 
 
 @shared_task(name="outbound.deliver_webhook", **DELIVER_TASK_OPTIONS)
 def deliver_webhook(delivery_id: int, attempt: int = 0) -> str:
     """Make the next attempt of a delivery, if `attempt` attempts are all it has had."""
+    # Claim and post only when the request's connect + read timeouts fit before the soft
+    # limit (in every pool); otherwise the attempt is untouched and its lease brings it back.
+    timeout = float(conf.get("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS"))
+    task_limits.check(need=2 * timeout + 5, phase="the webhook request")
     return delivery.delivery_attempt(delivery_id=delivery_id, attempt=attempt)
 
 
-@shared_task(name="outbound.dispatch_due_webhooks", ignore_result=True, time_limit=120)
+@shared_task(name="outbound.dispatch_due_webhooks", **BEAT_TASK_OPTIONS)
 def dispatch_due_webhooks() -> int:
     """Beat: claim due retries in bounded batches and queue one attempt each. Long waits live
     in next_attempt_at, never in Celery countdowns."""
     batch = int(conf.get("OUTBOUND_WEBHOOK_BATCH_SIZE"))
     claimed = 0
-    for _ in range(MAX_BATCHES):
+    for number in range(MAX_BATCHES):
+        if number and not task_limits.has_time(BATCH_SECONDS):
+            break  # the next beat claims the rest
         rows = delivery.deliveries_claim_due(
             limit=batch, lease_seconds=int(conf.get("OUTBOUND_WEBHOOK_LEASE_SECONDS"))
         )

@@ -7,6 +7,7 @@ Adapters know nothing of Touchline's models: they get an `OutboundMessage` and r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 
@@ -29,6 +30,37 @@ class SendResult:
     provider_message_id: str
     from_address: str = ""
     provider_status: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SentMessageQuery:
+    """What we know of a send whose outcome we never learned, to find it at the provider: the
+    request left between `sent_after` and `sent_before`. `body` is what was sent, or "" when
+    we cannot know (a template the provider rendered)."""
+
+    message_id: str
+    channel: str
+    to: str
+    body: str
+    sent_after: datetime
+    sent_before: datetime
+    provider_message_id: str = ""
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """The provider's answer about one message. `found` False: the provider has no such
+    message; when found, `status` is a normalised event type (sent, delivered, read, failed,
+    undelivered), never empty."""
+
+    found: bool
+    provider_message_id: str = ""
+    status: str = ""
+    provider_status: str = ""
+    error_code: str = ""
+    matched_by: str = ""  # "sid" (fetched by its id) or "listing" (found in a list by content)
+    candidates: int = 0  # listing: how many provider messages matched
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,3 +109,11 @@ class Provider:
 
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError
+
+    def lookup(
+        self, query: SentMessageQuery, *, exclude: frozenset[str] = frozenset()
+    ) -> LookupResult | None:
+        """Ask the provider about a send whose outcome is unknown; None when its API cannot
+        answer (the caller then waits for webhooks). Provider ids in `exclude` belong to other
+        messages and never match. Raises ProviderError when the question itself failed."""
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from datetime import UTC, timedelta
 from typing import Any
 
 import requests
@@ -14,7 +15,14 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3 import exceptions as urllib3_exceptions
 
-from .base import OutboundMessage, Provider, ProviderError, SendResult
+from .base import (
+    LookupResult,
+    OutboundMessage,
+    Provider,
+    ProviderError,
+    SendResult,
+    SentMessageQuery,
+)
 from .retry import parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -33,6 +41,28 @@ _PERMANENT_CODES: dict[int, str] = {
     63016: "",  # outside the WhatsApp 24-hour window: needs a template or another channel
 }
 _RETRY_LATER_CODES: dict[int, float] = {21611: 300.0, 20429: 0.0}
+
+# A message Twilio holds → our normalised status. Queued, accepted, scheduled and sending mean
+# Twilio took it: for us that is `sent` (accepted by the provider).
+LOOKUP_STATUSES: dict[str, str] = {
+    "accepted": "sent",
+    "queued": "sent",
+    "scheduled": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "partially_delivered": "delivered",
+    "read": "read",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+# Clocks differ between us and Twilio; a listed message this far outside the window of our
+# request still counts as a candidate.
+LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
+# At most 3 list requests per lookup (messages to one number since our send: a handful).
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_LISTED = 300
 
 
 class _RecordingHttpClient(TwilioHttpClient):
@@ -114,6 +144,61 @@ class _TwilioProvider(Provider):
             provider_status=str(created.status or ""),
         )
 
+    def lookup(
+        self, query: SentMessageQuery, *, exclude: frozenset[str] = frozenset()
+    ) -> LookupResult:
+        """Fetch by SID when we have it; otherwise list what Twilio sent to that number since
+        the request and match sender, body and time (the listing does not return the status
+        callback URL that carries our id)."""
+        client = self._client()
+        try:
+            if query.provider_message_id:
+                return self._fetch(client, query.provider_message_id)
+            return self._search(client, query, exclude)
+        except TwilioException as exc:
+            raise self._classify(exc, client.http_client.last_headers) from exc
+        except (requests.RequestException, _ConnectRefused) as exc:
+            raise ProviderError(f"Twilio unreachable: {exc}", code="network") from exc
+
+    def _fetch(self, client: Client, sid: str) -> LookupResult:
+        try:
+            found = client.messages(sid).fetch()
+        except TwilioException as exc:
+            if int(getattr(exc, "status", 0) or 0) == 404:
+                return LookupResult(found=False, provider_message_id=sid, matched_by="sid")
+            raise
+        return _result(found, "sid")
+
+    def _search(
+        self, client: Client, query: SentMessageQuery, exclude: frozenset[str]
+    ) -> LookupResult:
+        sender = self._sender_kwargs().get("from_")
+        after = query.sent_after.astimezone(UTC) - LOOKUP_CLOCK_SKEW
+        before = query.sent_before.astimezone(UTC) + LOOKUP_CLOCK_SKEW
+        kwargs: dict[str, Any] = {
+            "to": self._address(query.to),
+            # Naive UTC: the SDK formats it with strftime, ignoring any zone.
+            "date_sent_after": after.replace(tzinfo=None),
+            "page_size": LOOKUP_PAGE_SIZE,
+            "limit": LOOKUP_MAX_LISTED,
+        }
+        if sender:
+            kwargs["from_"] = sender  # a Messaging Service picks the number: any will do
+        matches = []
+        for listed in client.messages.stream(**kwargs):
+            created = listed.date_created
+            if (
+                str(listed.direction or "").startswith("outbound")
+                and listed.sid not in exclude
+                and (not query.body or (listed.body or "") == query.body)
+                and (created is None or after <= created <= before)
+            ):
+                matches.append(listed)
+        if not matches:
+            return LookupResult(found=False, matched_by="listing")
+        # Newest first: the oldest match is the one closest to our request.
+        return _result(matches[-1], "listing", candidates=len(matches))
+
     def _classify(self, exc: TwilioException, headers: dict[str, str]) -> ProviderError:
         status = int(getattr(exc, "status", 0) or 0)
         code = int(getattr(exc, "code", 0) or 0)
@@ -171,6 +256,26 @@ class TwilioWhatsAppProvider(_TwilioProvider):
 
     def _sender_kwargs(self) -> dict[str, str]:
         return {"from_": self._address(settings.TWILIO_WHATSAPP_FROM)}
+
+
+def _result(listed: Any, matched_by: str, candidates: int = 1) -> LookupResult:
+    provider_status = str(listed.status or "")
+    return LookupResult(
+        found=True,
+        provider_message_id=listed.sid,
+        # A status we don't know still means Twilio holds the message: at least `sent`.
+        status=LOOKUP_STATUSES.get(provider_status, "sent"),
+        provider_status=provider_status,
+        error_code=str(listed.error_code or ""),
+        matched_by=matched_by,
+        candidates=candidates,
+        raw={
+            "sid": listed.sid,
+            "status": provider_status,
+            "error_code": listed.error_code,
+            "date_created": listed.date_created.isoformat() if listed.date_created else None,
+        },
+    )
 
 
 def _is_connect_failure(exc: BaseException) -> bool:

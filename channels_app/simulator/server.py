@@ -246,6 +246,8 @@ def route(sim: Simulator, req: Request) -> Reply:
     if req.path.startswith("/2010-04-01/"):
         if req.method == "POST" and (match := twilio_api.MESSAGES_PATH.match(req.path)):
             return twilio_api.create_message(sim, req, match["account"])
+        if req.method == "GET" and (match := twilio_api.MESSAGES_PATH.match(req.path)):
+            return twilio_api.list_messages(sim, req, match["account"])
         if req.method == "GET" and (match := twilio_api.MESSAGE_PATH.match(req.path)):
             return twilio_api.fetch_message(sim, req, match["account"], match["sid"])
         return twilio_api.error_reply(404, 20404, path=req.path)

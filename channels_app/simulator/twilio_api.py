@@ -1,4 +1,4 @@
-"""Fake of Twilio's Messages resource (create and fetch), answering like api.twilio.com."""
+"""Fake of Twilio's Messages resource (create, fetch and list), answering like api.twilio.com."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .callbacks import Prepared, Step, StepFn, attempt_entry, twilio_form_post
 from .config import Injection, lookup_address
@@ -252,6 +252,111 @@ def fetch_message(sim: Simulator, req: Request, account: str, sid: str) -> Reply
     if record is None or record["provider"] != "twilio":
         return error_reply(404, 20404, path=req.path)
     return Reply.json(200, message_json(sim, record))
+
+
+# Twilio pages lists 50 at a time by default and 1,000 at most.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LIST_FILTERS = ("To", "From", "DateSent", "DateSent<", "DateSent>")
+
+
+def _date_sent(record: Record) -> datetime | None:
+    """When Twilio sent it: none while it is still queued or accepted."""
+    if record["status"] in ("queued", "accepted", "scheduled"):
+        return None
+    return datetime.fromisoformat(record["received_at"])
+
+
+def _parse_date_filter(value: str) -> tuple[datetime, bool]:
+    """A DateSent value: (instant, date_only). Twilio takes YYYY-MM-DD or an ISO 8601 time
+    (the SDK sends `%Y-%m-%dT%H:%M:%SZ`); ValueError otherwise."""
+    value = value.strip()
+    if _DATE_ONLY.match(value):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC), True
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)), False
+
+
+def _date_matches(sent: datetime, op: str, bound: datetime, date_only: bool) -> bool:
+    # DateSent alone names a day (the SDK sends a date as midnight); the bounds may be times.
+    if date_only or not op:
+        day, limit = sent.date(), bound.date()
+        return {"": day == limit, "<": day <= limit, ">": day >= limit}[op]
+    sent = sent.replace(microsecond=0)  # the filter is to the second
+    return {"": sent == bound, "<": sent <= bound, ">": sent >= bound}[op]
+
+
+def list_messages(sim: Simulator, req: Request, account: str) -> Reply:
+    """GET /2010-04-01/Accounts/{AccountSid}/Messages.json: newest first, filtered by To, From
+    and DateSent (`DateSent<` on or before, `DateSent>` on or after), paged with PageSize and
+    PageToken (`next_page_uri` is null on the last page)."""
+    if denied := _authenticate(sim, req, account):
+        return denied
+    query = {name: values[0] for name, values in req.query.items() if values}
+    try:
+        page_size = int(query.get("PageSize", DEFAULT_PAGE_SIZE))
+        page = int(query.get("Page", 0))
+        dates = [
+            (name.removeprefix("DateSent"), *_parse_date_filter(query[name]))
+            for name in ("DateSent", "DateSent<", "DateSent>")
+            if name in query
+        ]
+    except ValueError:
+        return Reply.json(
+            400,
+            {
+                "code": 20001,
+                "message": "Invalid filter or paging parameter",
+                "more_info": "https://www.twilio.com/docs/errors/20001",
+                "status": 400,
+            },
+        )
+    page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+    rows = []
+    for record in reversed(sim.state.messages(provider="twilio")):
+        if "To" in query and record["to"] != query["To"]:
+            continue
+        if "From" in query and record["from"] != query["From"]:
+            continue
+        if dates:
+            sent = _date_sent(record)
+            if sent is None or not all(_date_matches(sent, *d) for d in dates):
+                continue
+        rows.append(record)
+    token = query.get("PageToken", "")
+    start_index = 0
+    if token:
+        # The token names the last message of the previous page: this page starts after it.
+        last_sid = "SM" + token.removeprefix("PA").removeprefix("SM")
+        ids = [r["id"] for r in rows]
+        start_index = ids.index(last_sid) + 1 if last_sid in ids else len(rows)
+    chunk = rows[start_index : start_index + page_size]
+    kept = {name: query[name] for name in _LIST_FILTERS if name in query}
+    base = f"/{API_VERSION}/Accounts/{account}/Messages.json"
+
+    def uri(number: int, page_token: str | None = None) -> str:
+        params = {**kept, "PageSize": str(page_size), "Page": str(number)}
+        if page_token:
+            params["PageToken"] = page_token
+        return f"{base}?{urlencode(params)}"
+
+    more = start_index + page_size < len(rows)
+    start = page * page_size
+    return Reply.json(
+        200,
+        {
+            "end": start + len(chunk) - 1 if chunk else start,
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1, "PA" + chunk[-1]["id"]) if more and chunk else None,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "messages": [message_json(sim, r) for r in chunk],
+            "start": start,
+            "uri": uri(page, token or None),
+        },
+    )
 
 
 def _outside_window(sim: Simulator, record: Record) -> bool:

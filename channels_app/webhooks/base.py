@@ -76,6 +76,24 @@ def clean_text(value: str) -> str:
     return value
 
 
+def cap_chars(value: str, limit: int) -> tuple[str, int | None]:
+    """`value` cut to `limit` characters, and its length when it was cut (else None)."""
+    if len(value) <= limit:
+        return value, None
+    return value[:limit], len(value)
+
+
+def cap_utf8(value: str, limit: int) -> tuple[str, int | None]:
+    """`value` cut to at most `limit` UTF-8 bytes (never mid-character), and its size in
+    bytes when it was cut (else None)."""
+    if len(value) * 4 <= limit:
+        return value, None  # cannot be over: skip encoding the common small body
+    encoded = value.encode("utf-8")
+    if len(encoded) <= limit:
+        return value, None
+    return encoded[:limit].decode("utf-8", "ignore"), len(encoded)
+
+
 def clean_json(value: Any) -> Any:
     """`clean_text` applied to every string (keys included) of a decoded JSON value."""
     if isinstance(value, str):

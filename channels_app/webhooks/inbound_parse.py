@@ -41,7 +41,8 @@ class FormData:
     """The raw parts of a multipart/form-data body: field bytes and file descriptions."""
 
     fields: dict[str, bytes] = field(default_factory=dict)
-    files: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # name → (fn, ct, size)
+    # name → (filename, content type, size, SHA-256 of the content): the bytes are not kept
+    files: dict[str, tuple[str, str, int, str]] = field(default_factory=dict)
 
 
 def parse_form(content_type: str, body: bytes) -> FormData:
@@ -76,6 +77,7 @@ def parse_form(content_type: str, body: bytes) -> FormData:
                     filename,
                     part.get_content_type() if content_type_header else "",
                     len(payload),
+                    hashlib.sha256(payload).hexdigest(),
                 ),
             )
         else:
@@ -185,7 +187,7 @@ def attachments(form: FormData, info: Any) -> tuple[Attachment, ...]:
     """Attachment descriptions; SendGrid's attachment-info JSON has the decoded filename."""
     info = info if isinstance(info, dict) else {}
     found = []
-    for name, (filename, content_type, size) in form.files.items():
+    for name, (filename, content_type, size, digest) in form.files.items():
         meta = info.get(name) if isinstance(info.get(name), dict) else {}
         found.append(
             Attachment(
@@ -194,6 +196,7 @@ def attachments(form: FormData, info: Any) -> tuple[Attachment, ...]:
                     str(meta.get("type") or content_type or "application/octet-stream")
                 ),
                 size=size,
+                sha256=digest,
             )
         )
     return tuple(found)
@@ -279,11 +282,13 @@ def _read_raw_mime(raw: bytes) -> RawMime:
     found = []
     for part in message.iter_attachments():
         payload = part.get_payload(decode=True)
+        payload = payload if isinstance(payload, bytes) else b""
         found.append(
             Attachment(
                 filename=clean_text(part.get_filename() or ""),
                 content_type=part.get_content_type(),
-                size=len(payload) if isinstance(payload, bytes) else 0,
+                size=len(payload),
+                sha256=hashlib.sha256(payload).hexdigest() if payload else "",
             )
         )
     result.attachments = tuple(found)

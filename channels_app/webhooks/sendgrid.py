@@ -17,6 +17,8 @@ standard challenge, so clients that wait for it retry with them); 403 when they 
 malformed; 415 not multipart/form-data; 413 over INBOUND_PARSE_MAX_BYTES (this view reads the
 body itself, so the API-wide DATA_UPLOAD_MAX_MEMORY_SIZE does not apply); 400 an empty,
 truncated or otherwise unparseable form, or no sender address; 500 if a subscriber fails.
+Text and HTML bodies over INBOUND_EMAIL_MAX_BYTES each are kept cut to it and flagged
+(`InboundEvent.truncated`); attachments are kept as references (name, type, size, SHA-256).
 """
 
 from __future__ import annotations
@@ -46,7 +48,14 @@ from ..keywords import classify_keyword
 from ..models import WebhookEvent
 from ..reply_token import message_id_from_address
 from . import inbound_parse as ip
-from .base import Received, WebhookError, WebhookView, clean_json, header_content_type
+from .base import (
+    Received,
+    WebhookError,
+    WebhookView,
+    cap_utf8,
+    clean_json,
+    header_content_type,
+)
 
 logger = logging.getLogger("channels_app.webhooks")
 
@@ -224,6 +233,15 @@ class SendGridInboundView(WebhookView):
             except ip.MalformedForm as exc:
                 raise WebhookError(400, str(exc)) from exc
             headers_text, text, html, files = mime.headers, mime.text, mime.html, mime.attachments
+        # Credentials were checked before any of this; what is kept is bounded.
+        limit = settings.INBOUND_EMAIL_MAX_BYTES
+        truncated: dict[str, int] = {}
+        text, original = cap_utf8(text, limit)
+        if original is not None:
+            truncated["text"] = original
+        html, original = cap_utf8(html, limit)
+        if original is not None:
+            truncated["html"] = original
         headers = ip.parse_headers(headers_text)
 
         envelope_from, envelope_to = ip.envelope_addresses(fields.get("envelope", ""))
@@ -259,8 +277,16 @@ class SendGridInboundView(WebhookView):
             if name not in ("text", "html", "email")
         }
         raw["attachment_files"] = [
-            {"filename": a.filename, "content_type": a.content_type, "size": a.size} for a in files
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in files
         ]
+        if truncated:
+            raw["truncated"] = truncated
         event = InboundEvent(
             provider=self.provider,
             channel=Channel.EMAIL,
@@ -276,6 +302,7 @@ class SendGridInboundView(WebhookView):
             in_reply_to=in_reply_to,
             keyword=classify_keyword(body),
             attachments=files,
+            truncated=truncated,
             raw=raw,
         )
         return [Received(event_id=event_id, payload=raw, event=event)]

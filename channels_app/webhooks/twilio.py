@@ -33,7 +33,14 @@ from ..channels import Channel, normalize_phone
 from ..events import Attachment, EventType, InboundEvent, TrackingEvent
 from ..keywords import HELP, classify_keyword
 from ..models import WebhookEvent
-from .base import Received, WebhookError, WebhookView, clean_text, header_content_type
+from .base import (
+    Received,
+    WebhookError,
+    WebhookView,
+    cap_chars,
+    clean_text,
+    header_content_type,
+)
 
 logger = logging.getLogger("channels_app.webhooks")
 
@@ -57,6 +64,9 @@ STATUS_EVENTS: dict[str, str] = {
 SILENT_STATUSES = frozenset({"sending", "receiving", "received"})
 
 _MAX_MEDIA = 20  # Twilio sends at most 10; anything beyond is not a real message
+# Twilio's own limit for a message body: anything longer is not a real SMS/WhatsApp message,
+# and is kept cut to this, flagged, not stored whole.
+MAX_INBOUND_BODY_CHARS = 1600
 
 
 def _params(form: QueryDict) -> dict[str, str]:
@@ -160,7 +170,10 @@ class TwilioInboundView(TwilioWebhookView):
         # Short codes and sender ids are not E.164: keep them as Twilio wrote them.
         with contextlib.suppress(ValidationError):
             recipient = normalize_phone(recipient)
-        body = params.get("Body", "")
+        body, original = cap_chars(params.get("Body", ""), MAX_INBOUND_BODY_CHARS)
+        truncated = {"body": original} if original is not None else {}
+        if truncated:
+            params["Body"] = body  # the stored raw payload too
         event = InboundEvent(
             provider=self.provider,
             channel=Channel.WHATSAPP if _is_whatsapp(raw_from) else Channel.SMS,
@@ -173,6 +186,7 @@ class TwilioInboundView(TwilioWebhookView):
             profile_name=params.get("ProfileName", ""),
             keyword=classify_keyword(body),
             attachments=_media(params),
+            truncated=truncated,
             raw=params,
         )
         return [Received(event_id=sid, payload=params, event=event)]

@@ -615,3 +615,94 @@ def test_command_config_comes_from_settings_and_never_holds_real_secrets() -> No
 
     with pytest.raises(CommandError, match="real providers"):
         config_from_settings(_settings(TWILIO_SIMULATED=False, SENDGRID_SIMULATED=False))
+
+
+# --- Looking messages up (reconciling an `unknown` send), as on api.twilio.com -------------
+
+
+def test_twilio_fetch_unknown_sid_is_a_20404(sim: Simulator) -> None:
+    missing = "SM" + "f" * 32
+    with pytest.raises(TwilioRestException) as caught:
+        twilio_client(sim).messages(missing).fetch()
+    assert caught.value.status == 404 and caught.value.code == 20404
+    raw = requests.get(
+        f"{sim.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{missing}.json",
+        auth=(ACCOUNT_SID, AUTH_TOKEN),
+        timeout=5,
+    )
+    assert raw.status_code == 404
+    assert raw.json() == {
+        "code": 20404,
+        "message": f"The requested resource /2010-04-01/Accounts/{ACCOUNT_SID}/Messages/"
+        f"{missing}.json was not found",
+        "more_info": "https://www.twilio.com/docs/errors/20404",
+        "status": 404,
+    }
+
+
+def test_twilio_list_filters_by_to_from_and_date_sent_and_pages(sim: Simulator) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    client = twilio_client(sim)
+    other = "+15557654321"
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    sids = [
+        client.messages.create(to=CUSTOMER, from_=SMS_FROM, body=f"Order {i}").sid for i in range(7)
+    ]
+    client.messages.create(to=other, from_=SMS_FROM, body="Someone else")
+    client.messages.create(to=CUSTOMER, from_=WHATSAPP_FROM, body="Another sender")
+    for sid in sids:
+        sim.wait_for(sid, "delivered")
+
+    # The SDK follows next_page_uri: 7 messages in pages of 3, newest first.
+    listed = list(
+        client.messages.stream(to=CUSTOMER, from_=SMS_FROM, date_sent_after=started, page_size=3)
+    )
+    assert [m.sid for m in listed] == sids[::-1]
+    assert {m.body for m in listed} == {f"Order {i}" for i in range(7)}
+    assert all(m.direction == "outbound-api" and m.status == "delivered" for m in listed)
+
+    # On the wire: DateSent>=<ISO 8601>; paging by PageSize, Page and PageToken.
+    url = f"{sim.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    auth = (ACCOUNT_SID, AUTH_TOKEN)
+    first = requests.get(
+        url,
+        params={"To": CUSTOMER, "DateSent>": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "PageSize": 5},
+        auth=auth,
+        timeout=5,
+    ).json()
+    assert set(first) == {
+        "end",
+        "first_page_uri",
+        "next_page_uri",
+        "page",
+        "page_size",
+        "previous_page_uri",
+        "messages",
+        "start",
+        "uri",
+    }
+    assert (first["page"], first["page_size"], first["start"], first["end"]) == (0, 5, 0, 4)
+    assert first["previous_page_uri"] is None
+    assert len(first["messages"]) == 5 and first["messages"][0]["body"] == "Another sender"
+    assert "PageToken=PA" in first["next_page_uri"] and "Page=1" in first["next_page_uri"]
+    second = requests.get(sim.url + first["next_page_uri"], auth=auth, timeout=5).json()
+    assert [m["sid"] for m in second["messages"]] == sids[:3][::-1]
+    assert second["next_page_uri"] is None and second["start"] == 5
+
+    # A date after every send, or a date-only filter for another day, lists nothing.
+    later = started + timedelta(hours=1)
+    assert list(client.messages.stream(to=CUSTOMER, date_sent_after=later)) == []
+    assert list(client.messages.stream(to=CUSTOMER, date_sent_before=started)) == []
+    assert len(list(client.messages.stream(to=CUSTOMER, date_sent=started.date()))) == 8
+    # The listing, like Twilio's, never says where status callbacks go.
+    assert "status_callback" not in first["messages"][0]
+
+
+def test_twilio_list_needs_credentials_and_valid_filters(sim: Simulator) -> None:
+    url = f"{sim.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    assert requests.get(url, timeout=5).status_code == 401
+    bad = requests.get(
+        url, params={"DateSent>": "yesterday"}, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == 20001

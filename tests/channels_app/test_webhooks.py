@@ -6,6 +6,7 @@ the assertions are about what the views publish, not what messaging does with it
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -1088,8 +1089,14 @@ def test_inbound_parse_charset_and_attachment(client: Client, published: Publish
         "application/pdf",
         1000,
     )
+    assert attachment.sha256 == hashlib.sha256(b"%PDF-1.4\x00\xff" * 100).hexdigest()
     assert event.raw["attachment_files"] == [
-        {"filename": "reçu.pdf", "content_type": "application/pdf", "size": 1000}
+        {
+            "filename": "reçu.pdf",
+            "content_type": "application/pdf",
+            "size": 1000,
+            "sha256": attachment.sha256,
+        }
     ]
 
 
@@ -1293,7 +1300,8 @@ def test_inbound_parse_over_limit_is_413(client: Client, published: Published, s
 def test_inbound_parse_is_not_bound_by_the_api_upload_limit(
     client: Client, published: Published, settings
 ) -> None:
-    """A reply bigger than the API's body limit (a long quoted thread) still passes."""
+    """A reply bigger than the API's body limit (a long quoted thread) still passes; what is
+    kept of it is cut to INBOUND_EMAIL_MAX_BYTES and flagged."""
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
     long_text = "Thanks!\n\n" + "> quoted history line\n" * (2 * 1024 * 1024 // 22)
     body, content_type = multipart(parse_fields(text=long_text))
@@ -1303,7 +1311,9 @@ def test_inbound_parse_is_not_bound_by_the_api_upload_limit(
     assert response.status_code == 200
     [event] = published.inbound
     assert event.body == "Thanks!"
-    assert event.full_body == long_text
+    limit = settings.INBOUND_EMAIL_MAX_BYTES
+    assert event.full_body == long_text[:limit]
+    assert event.truncated == {"text": len(long_text)}
 
 
 def test_inbound_parse_handles_a_10mb_field_within_its_limit(
@@ -1314,7 +1324,9 @@ def test_inbound_parse_handles_a_10mb_field_within_its_limit(
     response = post_parse(client, body, content_type)
 
     assert response.status_code == 200
-    assert len(published.inbound[0].html) == 10 * 1024 * 1024 + 7
+    [event] = published.inbound
+    assert len(event.html) == settings.INBOUND_EMAIL_MAX_BYTES
+    assert event.truncated == {"html": 10 * 1024 * 1024 + 7}
 
 
 def test_inbound_parse_nul_bytes_do_not_break_storage(client: Client, published: Published) -> None:

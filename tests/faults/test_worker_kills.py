@@ -1,18 +1,24 @@
 """SIGKILL worker processes (prefork children, prefork parents, threads workers) again and again
 while N journey sends run: every message ends in exactly one final state, the provider gets
 each at most once, a send whose outcome the kill made ambiguous is settled by the provider's
-status callback or parked as `unknown` (never resent), and no enrollment loses its message."""
+status callback or parked as `unknown` (never resent), and no enrollment loses its message.
+Reconciliation (on the test clock) then settles every `unknown` one: none is left."""
 
 from __future__ import annotations
 
 import random
+import socket
 import time
+from datetime import timedelta
 
 import pytest
 import requests
+from django.utils import timezone
 
+from channels_app.providers.registry import reset_providers
 from journeys.models import Enrollment, Event, JourneyMessage
 from messaging.models import Contact, Message
+from messaging.reconcile import NOT_ACCEPTED, unknown_messages_reconcile
 from messaging.services import message_create
 
 from .conftest import (
@@ -184,6 +190,41 @@ def test_sigkill_workers_during_journey_sends(live_server, settings, api_key, cl
         f"{len(unreconciled)} accepted messages left unknown; the provider never called back "
         f"for {len(unsettled)}:\n{explain_unreconciled(sim, unreconciled)}"
     )
+    assert_reconciliation_leaves_no_unknown(settings, sim, messages, n)
+
+
+def assert_reconciliation_leaves_no_unknown(settings, sim, messages, n: int) -> None:
+    """The beat's reconciliation, run here on the test clock: once due, every `unknown` message
+    is looked up at the provider (the simulator's Twilio listing); those it never got are not
+    settled early, and fail "not accepted by provider" at the final deadline. None is resent."""
+    settings.TWILIO_API_BASE_URL = sim.url
+    reset_providers()
+    unknown_ids = [str(pk) for pk in messages.filter(status="unknown").values_list("pk", flat=True)]
+    requests_before = audit(sim).requests
+    due = timezone.now() + timedelta(seconds=settings.UNKNOWN_RECONCILE_AFTER_SECONDS)
+    first = unknown_messages_reconcile(now=due, limit=n)
+    assert sum(first.values()) == len(unknown_ids), first
+    # The provider never got them (their callbacks would have settled them): not found yet.
+    assert set(first) <= {"waiting"}, first
+    final = timezone.now() + timedelta(seconds=settings.UNKNOWN_FINAL_DEADLINE_SECONDS)
+    second = unknown_messages_reconcile(now=final, limit=n)
+    after = audit(sim)
+    summary(
+        "worker_kills_reconciled",
+        unknown_before=len(unknown_ids),
+        unknown_after=after.statuses["unknown"],
+        not_accepted=second.get("not_accepted", 0),
+        failed=after.statuses["failed"],
+    )
+    assert after.statuses["unknown"] == 0, after.statuses
+    assert second == ({"not_accepted": len(unknown_ids)} if unknown_ids else {}), second
+    assert after.problems() == []
+    assert after.requests == requests_before, "reconciliation resent nothing"
+    assert after.sent + after.statuses["failed"] == n, after.statuses
+    for message in messages.filter(pk__in=unknown_ids):
+        assert message.status == "failed", message.status
+        assert message.error_message.startswith(NOT_ACCEPTED), message.error_message
+        assert message.touchpoints.filter(kind="reconciled").exists()
 
 
 def test_kill_mid_provider_call_is_settled_by_the_status_callback(
@@ -244,3 +285,53 @@ def test_kill_mid_provider_call_is_settled_by_the_status_callback(
         f"called back\n{explain_unreconciled(sim, unreconciled)}"
     )
     assert result.statuses["delivered"] == count, result.statuses
+
+
+def test_kill_mid_call_to_a_provider_that_never_got_it_is_failed_by_reconciliation(
+    live_server, settings, cluster, simulators
+):
+    """Deterministic version of the case reconciliation exists for: every worker process dies
+    while its request is in flight to a provider that will never record it (a black hole).
+    The sweeper parks them `unknown`; no callback ever comes; reconciliation asks the provider
+    (the simulator's Twilio listing: not there), waits, and at the final deadline fails them
+    "not accepted by provider". Nothing is sent, then or later."""
+    count = 4
+    settings.PUBLIC_BASE_URL = live_server.url
+    sim = simulators(live_server.url, callbacks=True)
+    purge_broker(settings.CELERY_BROKER_URL)
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        env = touchline_env(
+            sim,
+            public_base_url=live_server.url,
+            TWILIO_API_BASE_URL=f"http://127.0.0.1:{black_hole.getsockname()[1]}",
+            PROVIDER_TIMEOUT_SECONDS=30,  # in flight until killed (and fits the soft limit)
+        )
+        cluster.beat(env)
+        worker = cluster.worker(env, pool="prefork", concurrency=count)
+        cluster.wait_ready(worker)
+        ids = []
+        for i in range(count):
+            contact = Contact.objects.create(
+                external_id=f"hole-{i}", phone=phone(i), first_name="H"
+            )
+            message, _ = message_create(contact=contact, channel="sms", body=f"Lost {i}")
+            ids.append(str(message.pk))
+        messages = Message.objects.filter(pk__in=ids)
+        wait_until(
+            lambda: messages.filter(status="sending").count() == count,
+            timeout=30,
+            what="every message to be claimed and in its provider call",
+        )
+        for child in children_of(worker.pid):
+            cluster.sigkill(child)
+        wait_until(
+            lambda: messages.filter(status="unknown").count() == count,
+            timeout=30,
+            what="the sweeper to park the killed sends as unknown",
+            state=lambda: db_state(),
+        )
+    assert audit(sim, messages).requests == {}, "the provider never got them"
+    assert_reconciliation_leaves_no_unknown(settings, sim, messages, count)
+    assert messages.filter(status="failed", error_code="not_accepted").count() == count
