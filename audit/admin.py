@@ -15,6 +15,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from .admin_mixins import ReadOnlyAdminMixin
 from .models import AuditEntry
 from .services import Target, audit_record
 
@@ -96,7 +97,7 @@ class ActorFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     audit_skip = True  # not wrapped by AuditedAdminMixin: nothing here writes
     list_display = ("at", "actor_label", "action", "object_type", "object_label", "short_changes")
     list_filter = ("action", "object_type", ActorFilter, "actor_kind", "at")
@@ -129,15 +130,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
     @admin.display(description="Changes")
     def short_changes(self, obj: AuditEntry) -> str:
         return ", ".join(sorted(obj.changes or {}))[:120]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request) and request.user.has_perm(EXPORT_PERMISSION)

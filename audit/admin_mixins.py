@@ -28,6 +28,21 @@ from .services import (
     audit_snapshot,
 )
 
+
+class ReadOnlyAdminMixin:
+    """An admin for a log: anyone with view permission may read it; nobody, superusers
+    included, may add, change or delete a row through the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 _BEFORE = "_audit_before"
 
 

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
+from audit.admin_mixins import ReadOnlyAdminMixin
 from audit.services import audit_record
 
 from . import services
@@ -406,7 +407,7 @@ class MessageTouchpointInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "channel",
@@ -427,15 +428,6 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="Body")
     def short_body(self, obj: Message) -> str:
         return (obj.subject or obj.body or "")[:80]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class JourneyFilter(admin.SimpleListFilter):
@@ -464,7 +456,7 @@ class JourneyFilter(admin.SimpleListFilter):
 
 
 @admin.register(Touchpoint)
-class TouchpointAdmin(admin.ModelAdmin):
+class TouchpointAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("occurred_at", "contact", "channel", "direction", "kind", "message", "data")
     list_filter = ("channel", "direction", "kind", JourneyFilter)
     list_select_related = ("contact", "message")
@@ -472,15 +464,6 @@ class TouchpointAdmin(admin.ModelAdmin):
     show_full_result_count = False
     raw_id_fields = ("contact", "message", "actor")
     readonly_fields = [f.name for f in Touchpoint._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 admin.site.unregister(APIKey)
@@ -492,7 +475,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 
 
 @admin.register(ConsentChange)
-class ConsentChangeAdmin(admin.ModelAdmin):
+class ConsentChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The consent ledger: append-only, so read-only here for everyone, superusers too."""
 
     list_display = ("changed_at", "contact", "channel", "previous_status", "status", "source")
@@ -503,12 +486,3 @@ class ConsentChangeAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = [f.name for f in ConsentChange._meta.fields]
     actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
