@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from messaging.models import Message
 
@@ -90,7 +91,7 @@ def fall_back(*, message_id) -> None:
                 "message__channel", flat=True
             )
         )
-        run = engine.Run(enrollment=enrollment, steps=[link.step], now=engine.timezone.now())
+        run = engine.Run(enrollment=enrollment, steps=[link.step], now=timezone.now())
         result = engine.send_on_first_allowed_channel(
             run,
             link.step,
@@ -116,5 +117,5 @@ def on_conversation_changed(sender: Any, *, contact_id: int, status: str, **_: A
             contact_id=contact_id,
             name=engine.CONVERSATION_RESOLVED,
             properties={},
-            key=f"conversation-resolved:{contact_id}:{engine.timezone.now().timestamp()}",
+            key=f"conversation-resolved:{contact_id}:{timezone.now().timestamp()}",
         )

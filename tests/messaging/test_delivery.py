@@ -362,7 +362,7 @@ def test_a_send_is_a_fixed_short_list_of_statements(
 ):
     # Real transactions (no test-wide atomic), so what is counted is what production runs;
     # the test calls the service itself instead of the on-commit task.
-    monkeypatch.setattr(services, "enqueue_delivery", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services.messages, "enqueue_delivery", lambda *args, **kwargs: None)
     settings.OUTBOUND_WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = 3600  # however slow the machine
     contact = ContactFactory()
     services.message_deliver(message_id=queue(contact).pk)  # warms the process's caches
@@ -394,7 +394,7 @@ def test_a_send_is_a_fixed_short_list_of_statements(
 def test_a_stop_being_committed_during_the_claim_is_waited_for(simulator, monkeypatch):
     """The delivery reads consent under a row lock: an opt-out whose transaction is open when
     the claim runs is waited for, and wins."""
-    monkeypatch.setattr(services, "enqueue_delivery", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services.messages, "enqueue_delivery", lambda *args, **kwargs: None)
     contact = ContactFactory()
     services.consent_set(contact=contact, channel="sms", status="subscribed", source="api")
     message = queue(contact)

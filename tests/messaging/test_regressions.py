@@ -129,7 +129,7 @@ def test_enqueue_failure_after_commit_is_not_a_500(api, monkeypatch):
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(services, "enqueue_delivery", broker_down)
+    monkeypatch.setattr(services.messages, "enqueue_delivery", broker_down)
 
     response = api.post(
         "/api/v1/messages/",
