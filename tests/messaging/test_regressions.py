@@ -125,17 +125,28 @@ def test_a_held_whatsapp_template_keeps_its_content_sid(simulator, settings):
     assert simulator.messages()[-1]["content_sid"] == "HX" + "7" * 32  # outside the window
 
 
-def test_enqueue_failure_after_commit_is_not_a_500(api, monkeypatch):
+def test_enqueue_failure_after_commit_is_not_a_500(
+    api, monkeypatch, django_capture_on_commit_callbacks
+):
+    calls = []
+
     def broker_down(*args, **kwargs):
+        calls.append(args or kwargs)
         raise ConnectionError("broker unreachable")
 
     monkeypatch.setattr(services.messages, "enqueue_delivery", broker_down)
 
-    response = api.post(
-        "/api/v1/messages/",
-        {"contact": {"external_id": "q1", "phone": "+14155552606"}, "channel": "sms", "body": "hi"},
-        format="json",
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            "/api/v1/messages/",
+            {
+                "contact": {"external_id": "q1", "phone": "+14155552606"},
+                "channel": "sms",
+                "body": "hi",
+            },
+            format="json",
+        )
+    assert calls, "the enqueue after commit ran (and failed)"
     assert response.status_code == 202
     assert Message.objects.get().status == "queued"  # the sweeper will enqueue it
 
