@@ -8,13 +8,20 @@ enforced here, without killing threads:
   started by `task_prerun` and checked cooperatively between phases: `check()` raises
   Celery's own `SoftTimeLimitExceeded` (a clean failure: nothing half-done is committed),
   `has_time()` lets a batch loop stop early and leave the rest to its next run;
-- every blocking call has its own bound: provider and webhook HTTP calls connect/read timeouts
-  (PROVIDER_TIMEOUT_SECONDS, OUTBOUND_WEBHOOK_TIMEOUT_SECONDS), database statements and lock
-  waits `statement_timeout` (TASK_STATEMENT_TIMEOUT_SECONDS, set on every PostgreSQL connection
-  a task opens), the sender rate-limit sleep SENDER_RATE_MAX_WAIT_SECONDS.
+- every blocking call has its own bound: outbound webhook requests an overall deadline
+  (OUTBOUND_WEBHOOK_TIMEOUT_SECONDS for connect, TLS, request, answer and excerpt together,
+  enforced by shutting the socket down: outbound.egress), database statements and lock waits
+  `statement_timeout` (TASK_STATEMENT_TIMEOUT_SECONDS, set on every PostgreSQL connection a
+  task opens), the sender rate-limit sleep SENDER_RATE_MAX_WAIT_SECONDS.
 
 A phase only starts when its worst case fits before the soft limit, so the hard limit holds
-by construction. In the prefork pool Celery's own limits still apply on top.
+for every phase whose bound is a deadline. It does NOT hold for the provider SDK calls
+(Twilio, SendGrid through `requests`): PROVIDER_TIMEOUT_SECONDS is requests' connect/read
+timeout, and the read timeout applies to each socket read, so a server that trickles its
+answer a byte at a time can hold the call (and, in the threads pool, its thread) longer.
+Those calls go only to the configured provider API hosts, not to user-supplied addresses;
+a run that overran its hard limit is logged by `task_finished`. In the prefork pool Celery's
+own limits still apply on top.
 """
 
 from __future__ import annotations

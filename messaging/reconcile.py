@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 NOT_ACCEPTED = "not accepted by provider"
 # Other messages' provider ids to the same address sent this close to ours can't be ours.
 _NEIGHBOURS = timedelta(hours=1)
+# The first key of the advisory locks taken on provider message ids ("TLpm").
+_ADVISORY_LOCK_CLASS = 0x544C706D
 
 
 def unknown_messages_reconcile(
@@ -106,7 +108,12 @@ def message_reconcile(*, message: Message, now: datetime) -> str:
         logger.warning("Could not look up unknown message %s: %r", message.pk, exc)
         return "lookup_failed"
     if result is not None and result.found:
-        return _settle_found(message, result, provider.name, now)
+        settled = _settle_found(message, result, provider.name, now)
+        if settled != "taken":
+            return settled
+        # Another message got this provider message while we were asking: not ours after
+        # all. Ask again at the next check, which excludes it.
+        result = LookupResult(found=False, matched_by=result.matched_by)
     if now >= final:
         return _settle_not_accepted(message, result, now)
     # Not there (yet), or the provider can't be asked: ask again later, at the latest at the
@@ -131,6 +138,26 @@ def message_reconcile(*, message: Message, now: datetime) -> str:
     return "waiting"
 
 
+def _provider_id_taken(message: Message, provider_message_id: str) -> bool:
+    """Whether another outbound message already holds this provider message id. Called in
+    the settling transaction: on PostgreSQL a transaction-scoped advisory lock on the id makes
+    two reconciliations of the same provider message take turns, so the second sees the
+    first's commit (SQLite serializes writers anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))",
+                [_ADVISORY_LOCK_CLASS, f"{message.channel}:{provider_message_id}"],
+            )
+    return (
+        Message.objects.filter(
+            direction=Direction.OUTBOUND, provider_message_id=provider_message_id
+        )
+        .exclude(pk=message.pk)
+        .exists()
+    )
+
+
 def _locked_unknown(message: Message) -> Message | None:
     """The message, row-locked, if it is still `unknown` (a callback may have won)."""
     return (
@@ -146,6 +173,13 @@ def _settle_found(message: Message, result: LookupResult, provider: str, now: da
         locked = _locked_unknown(message)
         if locked is None:
             return "already_settled"
+        if _provider_id_taken(locked, result.provider_message_id):
+            logger.warning(
+                "Unknown message %s matched provider message %s, which another message holds",
+                locked.pk,
+                result.provider_message_id,
+            )
+            return "taken"
         # The same path as a status callback: forward-only transitions, failure consequences
         # (opt-outs, dead numbers), the status touchpoint and the journeys' signal.
         event = TrackingEvent(

@@ -9,6 +9,11 @@ inside IPv4-mapped, 6to4 and NAT64 forms) or on the explicit allow-list
 (never to the name again), so a DNS answer that changes between the check and the connect
 (rebinding) cannot move the request. Host header and TLS SNI/certificate verification still
 use the name. Redirects are never followed; HTTP(S)_PROXY variables are not used.
+
+Each request has one overall deadline (the timeout: connect, TLS handshake, request, answer
+and the excerpt read together), not only urllib3's per-read timeout, which a receiver
+trickling its answer a byte at a time would never trip: at the deadline the socket is shut
+down and the call raises DeadlineExceeded (a timeout, retried).
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import urllib3
+import urllib3.connection
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from . import conf
+from . import deadline as deadline_
+from .deadline import DeadlineExceeded
 
 logger = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -308,17 +316,21 @@ def excerpt(raw: bytes) -> str:
     return "".join(kept).strip()[:EXCERPT_CHARS]
 
 
-def _pool(target: Target, address: IPAddress, timeout: float) -> urllib3.HTTPConnectionPool:
+def _pool(
+    target: Target, address: IPAddress, timeout: float, deadline: deadline_.Deadline
+) -> urllib3.HTTPConnectionPool:
     options = {
         "host": str(address),
         "port": target.port,
         "timeout": urllib3.Timeout(connect=timeout, read=timeout),
         "retries": False,
         "maxsize": 1,
+        # Passed on to the connection class.
+        "deadline": deadline,
     }
     if target.scheme == "https":
         ca_bundle = conf.get("OUTBOUND_WEBHOOK_CA_BUNDLE") or None
-        return urllib3.HTTPSConnectionPool(
+        pool = urllib3.HTTPSConnectionPool(
             **options,
             # SNI and certificate verification for the name, while the socket goes to the
             # checked address.
@@ -326,7 +338,11 @@ def _pool(target: Target, address: IPAddress, timeout: float) -> urllib3.HTTPCon
             cert_reqs="CERT_REQUIRED",
             ca_certs=ca_bundle or _default_ca_bundle(),
         )
-    return urllib3.HTTPConnectionPool(**options)
+        pool.ConnectionCls = deadline_.WatchedHTTPSConnection
+        return pool
+    pool = urllib3.HTTPConnectionPool(**options)
+    pool.ConnectionCls = deadline_.WatchedHTTPConnection
+    return pool
 
 
 def _default_ca_bundle() -> str:
@@ -339,15 +355,38 @@ def _default_ca_bundle() -> str:
 def post(
     *, url: str, body: bytes, headers: dict[str, str], timeout: float
 ) -> tuple[Answer, IPAddress]:
-    """POST to the URL at a checked address. Raises Refused, Unresolved, or urllib3's
-    errors (timeouts, connection errors, TLS errors) when nothing came back."""
+    """POST to the URL at a checked address, all of it (connect, TLS, request, answer and
+    excerpt) within `timeout` seconds. Raises Refused, Unresolved, DeadlineExceeded or
+    urllib3's errors (timeouts, connection errors, TLS errors) when nothing came back."""
     target = target_parse(url)
     literal = target.literal
     addresses = [literal] if literal is not None else resolve(target.host, target.port)
     addresses_check(target, addresses)
+    with deadline_.Deadline(timeout) as deadline:
+        try:
+            return _post_to(target, addresses, body, headers, timeout, deadline)
+        except DeadlineExceeded:
+            raise
+        except Exception as exc:
+            # Whatever the shut-down socket made of it (a reset, an EOF, a TLS error), the
+            # cause is the deadline.
+            if deadline.expired:
+                raise DeadlineExceeded(f"no answer within {timeout:g} s") from exc
+            raise
+
+
+def _post_to(
+    target: Target,
+    addresses: list[IPAddress],
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    deadline: deadline_.Deadline,
+) -> tuple[Answer, IPAddress]:
     last_error: Exception | None = None
     for address in addresses:
-        pool = _pool(target, address, timeout)
+        deadline.check()
+        pool = _pool(target, address, timeout, deadline)
         try:
             response = pool.urlopen(
                 "POST",
@@ -369,6 +408,8 @@ def post(
                 raw = response.read(EXCERPT_READ_BYTES, decode_content=True) or b""
             except Exception:  # a broken body does not change the status we already have
                 raw = b""
+            # A body cut short by the deadline is a timeout, not a shorter excerpt.
+            deadline.check()
             return Answer(response.status, response.headers, excerpt(raw)), address
         finally:
             response.release_conn()

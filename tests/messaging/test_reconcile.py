@@ -5,10 +5,12 @@ settles what it finds; what the provider never got fails at the final deadline, 
 from __future__ import annotations
 
 import socket
+import threading
 from datetime import timedelta
 
 import psycopg
 import pytest
+from django import db
 from django.db import connection
 from django.utils import timezone
 
@@ -386,3 +388,86 @@ def test_a_run_out_of_time_releases_what_it_did_not_reach(simulator):
     # Released, not leased: the next run takes it at once.
     assert left.next_attempt_at == at(first, AFTER)
     assert reconcile.unknown_messages_reconcile(now=at(first, AFTER)) == {"waiting": 1}
+
+
+def two_unknown_and_one_provider_message(simulator) -> tuple[Message, Message, str]:
+    """Two unknown messages with the same text to the same number in the same window; only
+    the first reached the provider, so the provider's listing matches both to one message."""
+    contact = ContactFactory()
+    first = worker_died(queued(contact), reached_provider=True)
+    second = worker_died(queued(contact), reached_provider=False)
+    [record] = simulator.messages()
+    return first, second, record["id"]
+
+
+def holders(sid: str) -> list[int]:
+    return list(
+        Message.objects.filter(provider_message_id=sid).order_by("pk").values_list("pk", flat=True)
+    )
+
+
+def test_one_provider_message_settles_only_one_of_two_unknown_messages(simulator, monkeypatch):
+    # Two overlapping runs: the second message's lookup answers with the provider message
+    # the first message's run settles (and commits) before the second one settles.
+    first, second, sid = two_unknown_and_one_provider_message(simulator)
+    provider = get_provider("sms")
+    real_lookup = provider.lookup
+
+    def lookup_while_another_run_settles_the_first(query, **kwargs):
+        answer = real_lookup(query, **kwargs)
+        if query.message_id == str(second.pk):
+            assert answer.found and answer.provider_message_id == sid
+            assert reconcile.message_reconcile(message=first, now=at(first, AFTER)) == "settled"
+        return answer
+
+    monkeypatch.setattr(provider, "lookup", lookup_while_another_run_settles_the_first)
+
+    assert reconcile.message_reconcile(message=second, now=at(second, AFTER)) == "waiting"
+
+    assert holders(sid) == [first.pk]
+    second.refresh_from_db()
+    assert second.status == MessageStatus.UNKNOWN
+    assert reconciled(second)[0]["outcome"] == "not_found_yet"
+    # Its next check no longer sees the first's message; at the final deadline it fails.
+    monkeypatch.setattr(provider, "lookup", real_lookup)
+    assert reconcile.unknown_messages_reconcile(now=at(second, FINAL)) == {"not_accepted": 1}
+    assert holders(sid) == [first.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks need PostgreSQL")
+def test_concurrent_reconciliations_give_one_provider_message_to_one_message(
+    simulator, monkeypatch
+):
+    first, second, sid = two_unknown_and_one_provider_message(simulator)
+    provider = get_provider("sms")
+    real_lookup = provider.lookup
+    both_looked = threading.Barrier(2, timeout=10)
+
+    def lookup_then_wait_for_the_other(query, **kwargs):
+        answer = real_lookup(query, **kwargs)
+        both_looked.wait()  # both runs have the same answer before either settles
+        return answer
+
+    monkeypatch.setattr(provider, "lookup", lookup_then_wait_for_the_other)
+    outcomes: dict[int, str] = {}
+
+    def run(message: Message) -> None:
+        try:
+            outcomes[message.pk] = reconcile.message_reconcile(
+                message=message, now=at(message, AFTER)
+            )
+        finally:
+            db.connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(outcomes.values()) == ["settled", "waiting"]
+    assert len(holders(sid)) == 1
+    [winner] = [pk for pk, outcome in outcomes.items() if outcome == "settled"]
+    assert holders(sid) == [winner]

@@ -1,0 +1,145 @@
+"""A receiver that trickles its answer cannot hold a worker: every webhook request has one
+overall deadline (OUTBOUND_WEBHOOK_TIMEOUT_SECONDS), not only a timeout per socket read."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from outbound import egress
+from tests.outbound.test_tls_pinning import NAME, _certificate
+
+pytestmark = pytest.mark.django_db
+
+# One byte every INTERVAL seconds for BYTES bytes: 20 s of trickle, far past the 1 s deadline.
+INTERVAL = 0.2
+BYTES = 100
+
+
+class Trickler:
+    """A receiver on 127.0.0.1 that reads the request, then sends its answer's first part and
+    trickles the rest one byte at a time: status line and headers (`mode="headers"`) or the
+    body after complete headers (`mode="body"`), or headers over TLS after a normal
+    handshake (`"tls-headers"`; CPython already bounds a TLS handshake as a whole)."""
+
+    def __init__(self, mode: str, context: ssl.SSLContext | None = None) -> None:
+        self.mode = mode
+        self.context = context
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        self.sent_all = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        port = self.listener.getsockname()[1]
+        if self.context is not None:
+            return f"https://{NAME}:{port}/hooks"
+        return f"http://127.0.0.1:{port}/hooks"
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.listener.accept()
+            with conn:
+                self.connected.set()
+                if self.mode == "tls-headers":
+                    conn = self.context.wrap_socket(conn, server_side=True)
+                conn.recv(65536)
+                if self.mode == "body":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+                self._trickle(conn, b"a" * BYTES)
+
+    def _trickle(self, conn: socket.socket, data: bytes) -> None:
+        for index in range(len(data)):
+            if self.stop.wait(INTERVAL):
+                return
+            conn.sendall(data[index : index + 1])
+        self.sent_all.set()
+
+
+def _tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a certificate for NAME, and the CA file that verifies it."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Trickler test CA")])
+    ca_cert = _certificate(
+        subject="Trickler test CA",
+        issuer_key=ca_key,
+        issuer_name=ca_name,
+        key=ca_key,
+        ca=True,
+        san=[],
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _certificate(
+        subject=NAME, issuer_key=ca_key, issuer_name=ca_name, key=key, ca=False, san=[NAME]
+    )
+    ca_file = directory / "trickler-ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    chain = directory / "trickler-chain.pem"
+    chain.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return context, ca_file
+
+
+@pytest.fixture
+def trickler(request, settings, receiver, dns, tmp_path) -> Iterator[Trickler]:
+    # (after `receiver`, which sets these for its own port)
+    context = None
+    if request.param.startswith("tls"):
+        context, ca_file = _tls_context(tmp_path)
+        settings.OUTBOUND_WEBHOOK_CA_BUNDLE = str(ca_file)
+        dns[NAME] = ["127.0.0.1"]
+    server = Trickler(request.param, context)
+    server.thread.start()
+    settings.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1"]
+    settings.OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = 1.0
+    yield server
+    server.stop.set()
+    server.listener.close()
+    server.thread.join(5)
+
+
+@pytest.mark.parametrize("trickler", ["headers", "body", "tls-headers"], indirect=True)
+def test_a_trickling_receiver_is_cut_off_at_the_deadline(trickler):
+    with pytest.raises(egress.DeadlineExceeded):
+        egress.post(url=trickler.url, body=b"{}", headers={}, timeout=1.0)
+
+    # The call came back while the receiver was still trickling (it would for 20 s).
+    assert trickler.connected.is_set()
+    assert not trickler.sent_all.is_set()
+
+
+@pytest.mark.parametrize("trickler", ["headers", "body"], indirect=True)
+def test_the_deadline_is_a_retryable_timeout_logged_without_a_body(trickler, subscribe, ping):
+    subscription = subscribe("message.sent", url=trickler.url)
+
+    delivery = ping(subscription)
+
+    assert not trickler.sent_all.is_set()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, None)
+    assert delivery.next_attempt_at is not None
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code is None
+    assert attempt.error == "timed out after 1 s"
+    assert attempt.response_body == ""
