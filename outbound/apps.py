@@ -10,7 +10,7 @@ class OutboundConfig(AppConfig):
         from journeys import signals as journey_signals
         from messaging import signals as messaging_signals
 
-        from . import receivers
+        from . import checks, receivers  # noqa: F401  (checks register)
 
         hooks = [
             (messaging_signals.message_status_changed, receivers.on_message_status_changed),

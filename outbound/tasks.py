@@ -8,6 +8,7 @@ from django.db import DatabaseError
 from config import task_limits
 
 from . import conf, delivery
+from .checks import REQUEST_MARGIN_SECONDS
 
 # Declared once. Late acks: a killed worker's task is redelivered, and the attempt counter it
 # carries makes the redelivery a no-op once that attempt was claimed. The hard limit is well
@@ -38,7 +39,7 @@ def deliver_webhook(delivery_id: int, attempt: int = 0) -> str:
     # room for the claim and the record; otherwise the attempt is untouched and its lease
     # brings it back.
     timeout = float(conf.get("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS"))
-    task_limits.check(need=timeout + 5, phase="the webhook request")
+    task_limits.check(need=timeout + REQUEST_MARGIN_SECONDS, phase="the webhook request")
     return delivery.delivery_attempt(delivery_id=delivery_id, attempt=attempt)
 
 

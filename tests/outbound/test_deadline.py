@@ -143,3 +143,12 @@ def test_the_deadline_is_a_retryable_timeout_logged_without_a_body(trickler, sub
     assert attempt.status_code is None
     assert attempt.error == "timed out after 1 s"
     assert attempt.response_body == ""
+
+
+def test_a_webhook_timeout_no_request_could_fit_is_a_system_check_error(settings):
+    from outbound.checks import webhook_timeout_fits_the_delivery_soft_limit
+
+    assert webhook_timeout_fits_the_delivery_soft_limit() == []
+    settings.OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = 40
+    [error] = webhook_timeout_fits_the_delivery_soft_limit()
+    assert error.id == "outbound.E001"
