@@ -1,10 +1,12 @@
-"""Text no endpoint accepts: NUL bytes and lone surrogates (PostgreSQL text and JSONB cannot
-hold them, so they would fail deep inside a query as a 500), and JSON nested deeper than
-API_MAX_JSON_DEPTH. One rule, applied by the API's JSON parser (bodies) and by
-`messaging.middleware.UnsafeTextMiddleware` (paths, query strings, headers)."""
+"""Input no endpoint accepts: NUL bytes and lone surrogates (PostgreSQL text and JSONB cannot
+hold them, so they would fail deep inside a query as a 500), numbers that are not finite
+(Python's JSON decoder makes `1e999` an infinite float, which JSONB cannot hold either), and
+JSON nested deeper than API_MAX_JSON_DEPTH. One rule, applied by the API's JSON parser
+(bodies) and by `messaging.middleware.UnsafeTextMiddleware` (paths, query strings, headers)."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +26,9 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+NOT_FINITE = "Numbers must be finite (1e999, Infinity and NaN are refused)."
+
+
 class JsonInputError(ValueError):
     """A decoded JSON value breaks a rule; `path` is the field path (a list of keys)."""
 
@@ -34,8 +39,9 @@ class JsonInputError(ValueError):
 
 
 def check_json(value: Any, *, max_depth: int) -> None:
-    """Raise JsonInputError for the first NUL/lone surrogate (in a key or a value) or for
-    nesting deeper than `max_depth`. A bad key is reported at the object that holds it."""
+    """Raise JsonInputError for the first NUL/lone surrogate (in a key or a value), number
+    that is not finite, or nesting deeper than `max_depth`. A bad key is reported at the
+    object that holds it."""
     # An explicit stack, not recursion: the value may be nested as deep as the decoder allowed.
     stack: list[tuple[Any, list[str], int]] = [(value, [], 1)]
     while stack:
@@ -45,6 +51,8 @@ def check_json(value: Any, *, max_depth: int) -> None:
             if problem:
                 raise JsonInputError(path, problem)
             continue
+        if isinstance(item, float) and not math.isfinite(item):
+            raise JsonInputError(path, NOT_FINITE)
         if not isinstance(item, dict | list):
             continue
         if depth > max_depth:

@@ -14,7 +14,8 @@ from .input_rules import JsonInputError, check_json
 
 class SafeJSONParser(JSONParser):
     """JSON that PostgreSQL can store and Python can walk: bounded nesting, no NUL bytes and
-    no lone surrogates in any key or value. Refusals are 400s naming the field path."""
+    no lone surrogates in any key or value, only finite numbers. Refusals are 400s naming the
+    field path."""
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         max_depth = settings.API_MAX_JSON_DEPTH

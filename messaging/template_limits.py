@@ -4,6 +4,9 @@ python-liquid enforces loop iterations, output size, the size of assigned variab
 context depth itself (Environment options). Added here, for what it leaves open:
 - range size: `(1..10000000) | join` builds a huge string without any loop;
 - nesting depth, refused when parsing: 200 nested `if` tags overflow Python's stack;
+- the size of every filter's result, projected before the call for the filters that can
+  grow their input (`replace`, `join`…) and checked after every call: python-liquid checks
+  output only when it is written, after a filter chain built it (messaging.filter_limits);
 - wall-clock time, checked cooperatively (on every variable lookup, filter, loop and write),
   not with threads or signals, which web and worker processes cannot safely use.
 
@@ -32,6 +35,8 @@ from liquid.exceptions import (
 )
 from liquid.output import LimitedStringIO
 from liquid.token import TOKEN_TAG
+
+from .filter_limits import FilterResultLimitError, bounded
 
 
 class RangeSizeLimitError(ResourceLimitError):
@@ -67,6 +72,11 @@ _MESSAGES: tuple[tuple[tuple[type[BaseException], ...], str, str], ...] = (
         (RangeSizeLimitError,),
         "TEMPLATE_MAX_RANGE_SIZE",
         "range size limit reached: a range may have at most {} items",
+    ),
+    (
+        (FilterResultLimitError,),
+        "TEMPLATE_MAX_OUTPUT_BYTES",
+        "output size limit reached: a filter's result may be at most {} characters or items",
     ),
     (
         (OutputStreamLimitError,),
@@ -159,9 +169,10 @@ class _LimitedContext(RenderContext):
         _check_deadline(self.deadline)
         return super().get(*args, **kwargs)
 
-    def filter(self, *args: Any, **kwargs: Any) -> Any:
+    def filter(self, name: str, token: Any) -> Any:
+        # Every filter call is bounded by the output limit (messaging.filter_limits).
         _check_deadline(self.deadline)
-        return super().filter(*args, **kwargs)
+        return bounded(super().filter(name, token), name, self.env.output_stream_limit, token)
 
     def raise_for_loop_limit(self, length: int = 1) -> None:
         _check_deadline(self.deadline)

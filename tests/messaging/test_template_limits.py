@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import tracemalloc
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -23,6 +24,10 @@ pytestmark = pytest.mark.django_db
 HUGE_RANGE = "{{ (1..10000000) | join: ',' | size }}"
 DEEP_IFS = "{% if true %}" * 200 + "x" + "{% endif %}" * 200
 PREVIEW = "/admin/touchline/templates/preview/"
+# Each step multiplies the length by 10 (nine steps: 1 GB) ...
+REPLACE_CHAIN = '{{ "a"' + ' | replace: "a", "aaaaaaaaaa"' * 9 + " | size }}"
+# ... and here each split + join by 1,000 (two: 9 MB, three: 9 GB).
+SPLIT_JOIN = "{{ 'abcdefghij'" + f" | split: '' | join: '{'x' * 1000}'" * 2 + " | size }}"
 
 
 def _render(body: str, **event):
@@ -104,13 +109,96 @@ def test_a_normal_template_still_renders():
     assert content.body == "Hi there: 123 VIP"
 
 
+# --- Inside filter chains -------------------------------------------------------------
+
+
+def _peak_bytes_while_refused(body: str, **event) -> tuple[str, int]:
+    tracemalloc.start()
+    try:
+        message = _refusal(body, **event)
+        return message, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "event"),
+    [
+        (REPLACE_CHAIN, {}),
+        (SPLIT_JOIN, {}),
+        # Growing step by step, by a constant factor no projection covers: the check
+        # after each filter stops it.
+        ("{{ 'x'" + " | base64_encode" * 60 + " | size }}", {}),
+        # One step that would build 100 MB: refused before the call, not after it.
+        ("{{ event.s | replace: 'y', event.s | size }}", {"s": "y" * 10_000}),
+        ("{{ event.a | join: event.s | size }}", {"a": list(range(10_000)), "s": "y" * 10_000}),
+        ("{{ event.s | append: event.s | append: event.s | size }}", {"s": "y" * 90_000}),
+        ("{{ event.s | prepend: event.s | prepend: event.s | size }}", {"s": "y" * 90_000}),
+        (
+            "{{ event.s | replace_first: 'y', event.s | replace_last: 'y', event.s | size }}",
+            {"s": "y" * 90_000},
+        ),
+        ("{{ event.a | concat: event.a | concat: event.a | size }}", {"a": list(range(90_000))}),
+        ("{{ event.s | split: '' | size }}", {"s": "y" * 300_000}),
+        ("{{ event.s | truncate: 5, event.s | size }}", {"s": "y" * 300_000}),
+        ("{{ 'now' | date: '" + "%1000Y" * 300 + "' | size }}", {}),  # strftime widths
+    ],
+    ids=[
+        "replace",
+        "split-join",
+        "base64",
+        "replace-one-step",
+        "join-one-step",
+        "append",
+        "prepend",
+        "replace-one",
+        "concat",
+        "split",
+        "truncate-end",
+        "date-width",
+    ],
+)
+def test_a_filter_chain_is_refused_before_it_grows_past_the_output_limit(body, event):
+    message, peak = _peak_bytes_while_refused(body, **event)
+    assert "output size limit reached" in message and "TEMPLATE_MAX_OUTPUT_BYTES" in message
+    assert peak < 50_000_000  # unrefused, `replace` needs 1.1 GB, the one-steps 100 MB
+
+
+def test_the_filter_limit_comes_from_the_output_setting(settings):
+    settings.TEMPLATE_MAX_OUTPUT_BYTES = 100
+    assert _render("{{ 'a' | replace: 'a', 'bbbbbbbbbb' | replace: 'b', 'cccccccccc' }}").body == (
+        "c" * 100
+    )
+    message = _refusal("{{ (1..10) | join: 'xxxxxxxxxx' | size }}")
+    assert "at most 100 characters or items (TEMPLATE_MAX_OUTPUT_BYTES)" in message
+
+
+def test_normal_templates_using_the_bounded_filters_still_render():
+    content = _render(
+        "{{ event.name | replace: '-', ' ' | replace_first: 'a', 'A' | replace_last: 'b', 'B' }}"
+        "|{{ event.tags | concat: event.more | join: ', ' | prepend: '[' | append: ']' }}"
+        "|{{ 'a,b,c' | split: ',' | join: '+' }}|{{ event.long | truncate: 8, '…' }}"
+        "|{{ '2024-03-05' | date: '%d/%m/%Y' }}|{{ 'hi' | base64_encode | base64_decode }}",
+        name="ab-ab-ab",
+        tags=["x", "y"],
+        more=["z"],
+        long="a long sentence",
+    )
+    assert content.body == "Ab ab aB|[x, y, z]|a+b+c|a long …|05/03/2024|hi"
+
+
 # --- Save time ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("body", "setting"),
-    [(HUGE_RANGE, "TEMPLATE_MAX_RANGE_SIZE"), (DEEP_IFS, "TEMPLATE_MAX_NESTING_DEPTH")],
-    ids=["range", "nesting"],
+    [
+        (HUGE_RANGE, "TEMPLATE_MAX_RANGE_SIZE"),
+        (DEEP_IFS, "TEMPLATE_MAX_NESTING_DEPTH"),
+        (REPLACE_CHAIN, "TEMPLATE_MAX_OUTPUT_BYTES"),
+        (SPLIT_JOIN, "TEMPLATE_MAX_OUTPUT_BYTES"),
+    ],
+    ids=["range", "nesting", "replace-chain", "split-join"],
 )
 def test_saving_a_template_over_a_limit_is_refused_naming_it(body, setting):
     with pytest.raises(ValidationError) as caught:
@@ -141,8 +229,12 @@ def test_admin_form_shows_the_limit(admin_client):
 
 @pytest.mark.parametrize(
     ("body", "setting"),
-    [(HUGE_RANGE, "TEMPLATE_MAX_RANGE_SIZE"), (DEEP_IFS, "TEMPLATE_MAX_NESTING_DEPTH")],
-    ids=["range", "nesting"],
+    [
+        (HUGE_RANGE, "TEMPLATE_MAX_RANGE_SIZE"),
+        (DEEP_IFS, "TEMPLATE_MAX_NESTING_DEPTH"),
+        (REPLACE_CHAIN, "TEMPLATE_MAX_OUTPUT_BYTES"),
+    ],
+    ids=["range", "nesting", "replace-chain"],
 )
 def test_preview_refuses_with_a_400_naming_the_limit(admin_client, body, setting):
     payload = {"channel": "sms", "subject": "", "body": body, "html_body": ""}
@@ -165,8 +257,13 @@ def test_preview_refuses_a_limit_only_real_data_reaches(admin_client):
 
 @pytest.mark.parametrize(
     ("body", "setting"),
-    [(HUGE_RANGE, "TEMPLATE_MAX_RANGE_SIZE"), (DEEP_IFS, "TEMPLATE_MAX_NESTING_DEPTH")],
-    ids=["range", "nesting"],
+    [
+        (HUGE_RANGE, "TEMPLATE_MAX_RANGE_SIZE"),
+        (DEEP_IFS, "TEMPLATE_MAX_NESTING_DEPTH"),
+        (REPLACE_CHAIN, "TEMPLATE_MAX_OUTPUT_BYTES"),
+        (SPLIT_JOIN, "TEMPLATE_MAX_OUTPUT_BYTES"),
+    ],
+    ids=["range", "nesting", "replace-chain", "split-join"],
 )
 def test_messages_api_refuses_with_a_400_naming_the_limit(api, body, setting):
     response = api.post(

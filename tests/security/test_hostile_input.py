@@ -8,6 +8,7 @@ import json
 import pytest
 from django.test import Client
 
+from journeys.models import Event
 from messaging.models import Contact
 
 pytestmark = pytest.mark.django_db
@@ -77,6 +78,61 @@ def test_nul_and_lone_surrogates_in_json_are_a_field_level_400(api, path, body, 
     assert error["attr"] == attr
     assert "NUL" in error["detail"] or "surrogate" in error["detail"].lower()
     assert not Contact.objects.exists()
+
+
+def _event(number: str, contact_extra: str = "") -> str:
+    return (
+        f'{{"name": "x", "contact": {{"external_id": "e"{contact_extra}}}, '
+        f'"properties": {{"a": {number}}}}}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "attr"),
+    [
+        ("put", "/api/v1/contacts/inf1/", '{"attributes": {"a": 1e999}}', "attributes.a"),
+        ("put", "/api/v1/contacts/inf2/", '{"attributes": {"a": [1, -1e999]}}', "attributes.a.1"),
+        ("post", "/api/v1/events/", _event("1e400"), "properties.a"),
+        (
+            "post",
+            "/api/v1/events/",
+            _event("1", ', "attributes": {"b": {"c": -1e999}}'),
+            "contact.attributes.b.c",
+        ),
+        # One bad item in a batch: the whole batch is refused, naming the item.
+        (
+            "post",
+            "/api/v1/events/batch/",
+            f'{{"events": [{_event("1")}, {_event("1e999")}]}}',
+            "events.1.properties.a",
+        ),
+    ],
+    ids=["contact-attribute", "in-a-list", "event-property", "event-contact", "batch"],
+)
+def test_numbers_that_are_not_finite_are_a_field_level_400(api, method, path, body, attr):
+    # Python's JSON decoder makes 1e999 an infinite float, which JSONB cannot hold.
+    response = _raw(api, method, path, body)
+    assert response.status_code == 400, response.content[:300]
+    [error] = _errors(response)
+    assert error["attr"] == attr and "Numbers must be finite" in error["detail"]
+    assert not Contact.objects.exists() and not Event.objects.exists()
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_body_that_is_not_a_finite_number_is_a_400(api, literal):
+    # The literals JSON does not have: DRF's strict parser refuses them.
+    for body in (literal, f'{{"attributes": {{"a": {literal}}}}}'):
+        response = _raw(api, "put", "/api/v1/contacts/inf3/", body)
+        assert response.status_code == 400, response.content[:300]
+        assert _errors(response)
+    assert not Contact.objects.exists()
+
+
+def test_large_finite_numbers_are_still_accepted(api):
+    body = '{"attributes": {"big": 1e308, "small": -1e-300, "int": 123456789012345678901234567890}}'
+    response = _raw(api, "put", "/api/v1/contacts/finite/", body)
+    assert response.status_code in (200, 201), response.content[:300]
+    assert float(Contact.objects.get(external_id="finite").attributes["big"]) == 1e308
 
 
 def test_nul_in_a_path_parameter_is_a_400(api):
