@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 
 from channels_app.channels import Channel
+from messaging.input_rules import validate_safe_json
 
 from .models import Step
 
@@ -178,6 +179,11 @@ class StepForm(forms.ModelForm):
         except json.JSONDecodeError as exc:
             self.add_error("rules", f"Not valid JSON: {exc.msg} (line {exc.lineno}).")
             return []
+        try:
+            validate_safe_json(rules)
+        except forms.ValidationError as exc:
+            self.add_error("rules", exc)
+            return []
         if not isinstance(rules, list) or not all(
             isinstance(r, dict) and "goto" in r and isinstance(r.get("when", []), list)
             for r in rules
@@ -224,6 +230,7 @@ class DryRunForm(forms.Form):
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from exc
+        validate_safe_json(value)
         if not isinstance(value, dict):
             raise forms.ValidationError("Write a JSON object.")
         return value

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from messaging.fields import SafeJSONField
 from messaging.models import Contact, Message
 
 
@@ -75,7 +76,7 @@ class Journey(models.Model):
     description = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     trigger_event = models.CharField(max_length=120, db_index=True)
-    trigger_filter = models.JSONField(
+    trigger_filter = SafeJSONField(
         default=dict,
         blank=True,
         help_text='Event properties that must match, e.g. {"country": "FR"}.',
@@ -127,7 +128,7 @@ class Step(models.Model):
     position = models.PositiveIntegerField(default=0)
     key = models.SlugField(max_length=64, help_text="Names the step for branches and stats.")
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    config = models.JSONField(default=dict, blank=True)
+    config = SafeJSONField(default=dict, blank=True)
     next_step = models.SlugField(
         max_length=64,
         blank=True,

@@ -72,3 +72,17 @@ def _children(item: dict | list) -> Iterator[tuple[str, Any]]:
         # Reversed so the stack visits fields in document order (first problem first).
         return reversed(list(item.items()))
     return reversed([(str(index), child) for index, child in enumerate(item)])
+
+
+def validate_safe_json(value: Any) -> None:
+    """Model-field validator for JSON that staff edit in the admin: the API's rules (no NUL,
+    no lone surrogates, finite numbers, bounded nesting) for form input too, so a bad value is
+    a form error instead of a database error."""
+    from django.conf import settings
+    from django.core.exceptions import ValidationError
+
+    try:
+        check_json(value, max_depth=settings.API_MAX_JSON_DEPTH)
+    except JsonInputError as exc:
+        where = ".".join(exc.path)
+        raise ValidationError(f"{where}: {exc.message}" if where else exc.message) from exc

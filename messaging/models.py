@@ -12,6 +12,7 @@ from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
 
 from channels_app.channels import Channel, validate_e164
 
+from .fields import SafeJSONField
 from .status import MessageStatus
 
 
@@ -48,7 +49,7 @@ class Contact(models.Model):
     locale = models.CharField(max_length=35, blank=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     preferred_channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
-    attributes = models.JSONField(default=dict, blank=True)
+    attributes = SafeJSONField(default=dict, blank=True)
     created_via = models.CharField(
         max_length=16, choices=CreatedVia.choices, default=CreatedVia.API
     )
@@ -183,7 +184,7 @@ class Template(models.Model):
         blank=True,
         help_text="WhatsApp only: an approved Twilio Content template (HX…).",
     )
-    content_variables = models.JSONField(
+    content_variables = SafeJSONField(
         default=dict,
         blank=True,
         help_text='WhatsApp only: variable → Liquid, e.g. {"1": "{{ contact.first_name }}"}',
@@ -398,7 +399,7 @@ class ApiKey(AbstractAPIKey):
     """A backend system's key, stored hashed; `scopes` limits what it may call. The API reads
     the row on every request (`messaging.api_auth`): a write takes effect at once."""
 
-    scopes = models.JSONField(default=list, blank=True)
+    scopes = SafeJSONField(default=list, blank=True)
 
     objects = APIKeyManager()
 

@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
 
+from messaging.fields import SafeJSONField
+
 from . import egress, encryption
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -77,7 +79,7 @@ class WebhookSubscription(models.Model):
 
     url = models.CharField(max_length=2000, validators=WEBHOOK_URL_VALIDATORS)
     description = models.CharField(max_length=255, blank=True)
-    event_types = models.JSONField(default=list, validators=[validate_event_types])
+    event_types = SafeJSONField(default=list, validators=[validate_event_types])
     # The signing secret, Fernet-encrypted (outbound.encryption); `.secret` decrypts it. The
     # plain secret is shown once, when the subscription is made.
     secret_encrypted = models.TextField(default=new_encrypted_secret, editable=False)
