@@ -28,7 +28,7 @@ class DefinitionError(Exception):
 
 
 def _walk(node: Any, path: str, depth: int, errors: Errors, counter: list[int]) -> None:
-    where = path or "definition"
+    where = path
     if not isinstance(node, dict):
         errors.add(where, "An object: a group (all / any / not) or a condition.")
         return
@@ -158,7 +158,7 @@ def definition_compile(definition: dict[str, Any], *, now: dt.datetime, slug: st
 
     def segment_q(ref: str) -> Q:
         if ref in ctx.stack:  # validated against, but a concurrent edit could make one
-            raise DefinitionError({"segment": [f"Segments form a cycle through “{ref}”."]})
+            raise DefinitionError({"": [f"Segments form a cycle through “{ref}”."]})
         other = Segment.objects.filter(slug=ref).only("pk", "kind", "definition").first()
         if other is None:
             return Q(pk__in=[])  # deleted meanwhile: nobody matches it

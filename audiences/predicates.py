@@ -41,14 +41,21 @@ def negate(q: Q) -> Q:
     return Q(Case(When(q, then=Value(False)), default=Value(True), output_field=BooleanField()))
 
 
-def is_scalar(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool) and not (
-        isinstance(value, str) and len(value) > MAX_TEXT
-    )
+MAX_NUMBER = 1e15  # beyond it a float loses integers, and a huge int would not convert
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) < MAX_NUMBER  # False for NaN and infinities too
+    )
+
+
+def is_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_TEXT
+    return isinstance(value, bool) or is_number(value)
 
 
 def parse_date(value: Any) -> dt.date | None:

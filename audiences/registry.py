@@ -19,7 +19,8 @@ class Errors:
         self.by_path: dict[str, list[str]] = {}
 
     def add(self, path: str, message: str) -> None:
-        self.by_path.setdefault(path or "definition", []).append(message)
+        # ("" is the definition itself; a condition at the top has paths like ".op")
+        self.by_path.setdefault(path.lstrip("."), []).append(message)
 
     def __bool__(self) -> bool:
         return bool(self.by_path)

@@ -45,7 +45,7 @@ def segment_validate(*, definition: Any, kind: str, slug: str | None) -> None:
         if definition not in (None, {}, {"all": []}):
             from .definition import DefinitionError
 
-            raise DefinitionError({"definition": ["Static segments have no definition."]})
+            raise DefinitionError({"": ["Static segments have no definition."]})
         return
     definition_validate(definition, slug=slug, others=_others(slug))
 
