@@ -135,7 +135,7 @@ class JsonNumber(Func):
             f"AND NOT trim({v}) GLOB '*[^0-9.-]*' THEN CAST(trim({v}) AS REAL) END)"
         )
         p = (*params, *path)
-        return sql, (*p, *p, *p, *p, *p, *p, *p)
+        return sql, (*p, *p, *p, *p, *p, *p)
 
 
 class JsonDate(Func):
