@@ -13,7 +13,13 @@ import re
 from typing import Any
 
 from django.db.models import BooleanField, Case, CharField, F, FloatField, Func, Q, Value, When
-from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
+from django.db.models.lookups import (
+    Exact,
+    GreaterThan,
+    GreaterThanOrEqual,
+    LessThan,
+    LessThanOrEqual,
+)
 
 from .registry import Errors
 
@@ -28,6 +34,7 @@ ORDER_LOOKUPS = {
     "lt": LessThan,
     "lte": LessThanOrEqual,
 }
+COUNT_LOOKUPS = {**ORDER_LOOKUPS, "eq": Exact}
 MAX_IN_VALUES = 1000
 MAX_TEXT = 500
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
