@@ -19,6 +19,10 @@ from .registry import CONDITIONS, CompileContext, Errors
 MAX_DEPTH = 6  # nested groups
 MAX_CONDITIONS = 100
 GROUPS = ("all", "any", "not")
+# Conditions SQL can always compile (Q(pk__in=[]) would make the whole query "empty", which
+# an INSERT ... SELECT cannot run).
+EVERYONE = Q(pk__isnull=False)
+NOBODY = Q(pk__isnull=True)
 
 
 class DefinitionError(Exception):
@@ -135,13 +139,15 @@ def definition_validate(
 
 
 def _compile(node: dict[str, Any], ctx: CompileContext) -> Q:
+    # Explicit true/false, never an empty Q(): `Q() | x` is x (not everyone), and an empty
+    # Q() cannot sit inside `not` (When()).
     if "all" in node:
-        q = Q()
+        q = EVERYONE
         for child in node["all"]:
             q &= _compile(child, ctx)
         return q
     if "any" in node:
-        q = Q()
+        q = NOBODY
         for child in node["any"]:
             q |= _compile(child, ctx)
         return q
@@ -161,7 +167,7 @@ def definition_compile(definition: dict[str, Any], *, now: dt.datetime, slug: st
             raise DefinitionError({"": [f"Segments form a cycle through “{ref}”."]})
         other = Segment.objects.filter(slug=ref).only("pk", "kind", "definition").first()
         if other is None:
-            return Q(pk__in=[])  # deleted meanwhile: nobody matches it
+            return NOBODY  # deleted meanwhile: nobody matches it
         if other.kind == Segment.Kind.STATIC:
             members = SegmentMembership.objects.filter(segment=other, contact=OuterRef("pk"))
             return Q(Exists(members))

@@ -182,3 +182,28 @@ def test_segment_membership_condition(people):
     assert matching({"segment": "fixed"}) == {"ben", "cy"}
     assert matching({"all": [{"segment": "jakarta"}, {"segment": "fixed"}]}) == {"cy"}
     assert matching({"not": {"segment": "fixed"}}) == {"ana", "dee"}
+
+
+def test_everyone_and_nobody_compose(people):
+    everyone = {"all": []}
+    assert matching({"any": [everyone, {"attribute": "plan", "op": "eq", "value": "pro"}]}) == set(
+        people
+    )
+    assert matching({"not": everyone}) == set()
+    assert matching({"not": {"not": everyone}}) == set(people)
+    assert matching({"event": "order.completed", "count": {"lt": 0}}) == set()
+    assert matching({"event": "order.completed", "count": {"gte": 0}}) == set(people)
+
+
+def test_a_deleted_segment_matches_nobody_and_recompute_still_runs(people):
+    from audiences.models import Segment
+    from audiences.services import segment_recompute
+
+    segment("jakarta", {"field": "timezone", "op": "eq", "value": "Asia/Jakarta"})
+    uses = segment(
+        "uses", {"any": [{"segment": "jakarta"}, {"field": "timezone", "op": "eq", "value": "UTC"}]}
+    )
+    only = segment("only", {"segment": "jakarta"})
+    Segment.objects.filter(slug="jakarta").delete()  # as the admin's delete would
+    assert segment_recompute(segment=uses, now=NOW).member_count == 1
+    assert segment_recompute(segment=only, now=NOW).member_count == 0
