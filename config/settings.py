@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "audit",
     "channels_app",
     "messaging",
+    "audiences",
     "journeys",
     "outbound",
 ]
@@ -275,6 +276,8 @@ TEMPLATE_MAX_RENDER_SECONDS = env.float("TEMPLATE_MAX_RENDER_SECONDS", default=2
 # beat sweeper, which runs every SWEEP_INTERVAL_SECONDS.
 EVENT_SWEEP_AFTER_SECONDS = env.float("EVENT_SWEEP_AFTER_SECONDS", default=10.0)
 SCHEDULER_INTERVAL_SECONDS = env.float("SCHEDULER_INTERVAL_SECONDS", default=2.0)
+# How often beat recomputes every dynamic segment's membership (entered/left history).
+SEGMENT_RECOMPUTE_INTERVAL_SECONDS = env.float("SEGMENT_RECOMPUTE_INTERVAL_SECONDS", default=300.0)
 # How long a process may reuse the set of event names active journeys use (to flag an event
 # that starts nothing); saving a journey or step drops it at once in the shared cache.
 JOURNEY_EVENTS_CACHE_SECONDS = env.float("JOURNEY_EVENTS_CACHE_SECONDS", default=5.0)

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from audiences.admin import SegmentContactAdmin
 from audit.services import audit_record, audit_snapshot
 from messaging.admin import ContactAdmin
 from messaging.models import Contact
@@ -406,9 +407,10 @@ class ContactEnrollmentInline(admin.TabularInline):
         )
 
 
-class ContactWithJourneysAdmin(ContactAdmin):
+class ContactWithJourneysAdmin(SegmentContactAdmin):
     """The contact page, plus the journeys it is in (journeys knows messaging, not the
-    other way round, so the inline is added here)."""
+    other way round, so the inline is added here), on top of audiences' contact admin
+    (its "Add to static segment" action)."""
 
     inlines = [*ContactAdmin.inlines, ContactEnrollmentInline]
 

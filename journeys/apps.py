@@ -10,6 +10,10 @@ class JourneysConfig(AppConfig):
 
         from messaging import signals
 
+        from . import segment_conditions
+
+        segment_conditions.register()
+
         from .staff_groups import ensure_staff_groups
 
         post_migrate.connect(ensure_staff_groups, sender=self, dispatch_uid="journeys.groups")

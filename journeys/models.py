@@ -45,6 +45,8 @@ class Event(models.Model):
             ),
             models.Index(fields=["contact", "-occurred_at"], name="event_contact_recent"),
             models.Index(fields=["name", "-occurred_at"], name="event_name_recent"),
+            # Segment event conditions: a contact's events of one name in a time window.
+            models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name_at"),
         ]
 
     def __str__(self) -> str:

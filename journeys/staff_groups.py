@@ -34,6 +34,12 @@ GROUPS: dict[str, list[str]] = {
         "messaging.view_touchpoint",
         "messaging.view_consent",
         "messaging.view_consentchange",
+        # segments: build them, fill static ones from the contact list, recompute
+        "audiences.add_segment",
+        "audiences.change_segment",
+        "audiences.view_segment",
+        "audiences.view_segmentmembership",
+        "audiences.view_segmentmembershipchange",
     ],
     # the inbox and contacts
     "Support": [
@@ -54,6 +60,9 @@ GROUPS: dict[str, list[str]] = {
         "journeys.change_enrollment",
         "journeys.view_journey",
         "journeys.view_surveyresponse",
+        "audiences.view_segment",
+        "audiences.view_segmentmembership",
+        "audiences.view_segmentmembershipchange",
     ],
     # read-only everything staff can see
     "Viewer": [
@@ -69,6 +78,7 @@ GROUPS: dict[str, list[str]] = {
                 "conversation",
             ],
             "journeys": ["journey", "step", "enrollment", "event", "surveyresponse"],
+            "audiences": ["segment", "segmentmembership", "segmentmembershipchange"],
         }.items()
         for model in models
     ],

@@ -31,6 +31,8 @@ ALL_SCOPES = (
     "touchpoints:read",
     "journeys:read",
     "surveys:read",
+    "segments:read",
+    "segments:write",
     "webhooks:manage",
 )
 KEYWORD = "Api-Key"

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from audiences.models import SegmentMembership, SegmentMembershipChange
 from audit.models import AuditEntry
 from audit.services import audit_record
 from journeys.models import Enrollment, Journey
@@ -42,6 +43,14 @@ SELECT: dict[str, Callable[[World], Any]] = {
     "journeys.enrollment": lambda w: w.enrollment,
     "journeys.surveyresponse": lambda w: w.survey_response,
     "journeys.event": lambda w: w.event,
+    "audiences.segment": lambda w: w.objects["segment"],
+    # Membership and its history are kept by the services only.
+    "audiences.segmentmembership": lambda w: SegmentMembership.objects.create(
+        segment=w.objects["static_segment"], contact=w.customer, entered_at=timezone.now()
+    ),
+    "audiences.segmentmembershipchange": lambda w: SegmentMembershipChange.objects.create(
+        segment=w.objects["static_segment"], contact=w.customer, change="entered", at=timezone.now()
+    ),
     "outbound.webhooksubscription": lambda w: w.subscription,
     "outbound.webhookdelivery": lambda w: w.delivery,
     # The two ledgers: nobody deletes from them, superusers included.
@@ -61,6 +70,8 @@ LEDGERS = (
     "messaging.touchpoint",
     "audit.auditentry",
     "messaging.consentchange",
+    "audiences.segmentmembership",
+    "audiences.segmentmembershipchange",
 )
 
 
@@ -123,6 +134,19 @@ ACTIONS: dict[tuple[str, str], ActionRow] = {
         data=lambda w: {"apply": "Send test", "contact": w.test_contact.pk},
         effect=lambda w: Message.objects.filter(
             source="admin-test", contact=w.test_contact
+        ).exists(),
+    ),
+    # Segments: Marketing recomputes them and fills static ones from the contact list.
+    ("audiences.segment", "recompute"): ActionRow(
+        {"marketing", "superuser"},
+        effect=lambda w: fresh(w.objects["segment"]).last_computed_at is not None,
+    ),
+    ("messaging.contact", "add_to_static_segment"): ActionRow(
+        {"marketing", "superuser"},
+        select=lambda w: w.customer,
+        data=lambda w: {"apply": "Add to segment", "segment": w.objects["static_segment"].pk},
+        effect=lambda w: SegmentMembership.objects.filter(
+            segment=w.objects["static_segment"], contact=w.customer
         ).exists(),
     ),
     # Outbound webhooks are for administrators.

@@ -9,6 +9,7 @@ from django.apps import apps
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from audiences.services import segment_create
 from channels_app.events import InboundEvent
 from journeys.blueprints import install_blueprints
 from journeys.models import Enrollment, Event, Journey, SurveyResponse
@@ -123,6 +124,12 @@ def build_world(simulator, django_capture_on_commit_callbacks) -> World:
         delivery=delivery,
         victim=User.objects.create_user("victim", is_staff=True),
         group=Group.objects.create(name="Temporary"),
+    )
+    world.objects["segment"] = segment_create(
+        name="SMS reachable", slug="sms-reachable", kind="dynamic", definition={"reachable": "sms"}
+    )
+    world.objects["static_segment"] = segment_create(
+        name="Hand-picked", slug="hand-picked", kind="static"
     )
     simulator.reset()
     return world
