@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from messaging.fields import SafeJSONField
 from messaging.models import Contact
 
 
@@ -20,7 +21,7 @@ class Segment(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DYNAMIC)
-    definition = models.JSONField(
+    definition = SafeJSONField(
         default=empty_definition,
         blank=True,
         help_text="Conditions (docs/SEGMENTS.md); static segments have none.",

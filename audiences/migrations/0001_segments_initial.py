@@ -2,6 +2,7 @@
 
 import audiences.models
 import django.db.models.deletion
+import messaging.fields
 from django.db import migrations, models
 
 
@@ -22,7 +23,7 @@ class Migration(migrations.Migration):
                 ('slug', models.SlugField(max_length=100, unique=True)),
                 ('description', models.TextField(blank=True)),
                 ('kind', models.CharField(choices=[('dynamic', 'Dynamic (computed from the definition)'), ('static', 'Static (a fixed list)')], default='dynamic', max_length=16)),
-                ('definition', models.JSONField(blank=True, default=audiences.models.empty_definition, help_text='Conditions (docs/SEGMENTS.md); static segments have none.')),
+                ('definition', messaging.fields.SafeJSONField(blank=True, default=audiences.models.empty_definition, help_text='Conditions (docs/SEGMENTS.md); static segments have none.')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('last_computed_at', models.DateTimeField(blank=True, null=True)),

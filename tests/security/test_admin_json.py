@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from audiences.models import Segment
 from journeys.models import Journey, Step
 from messaging.fields import SafeJSONField, SafeJSONFormField
 from messaging.input_rules import validate_safe_json
@@ -56,6 +57,7 @@ def test_template_content_variables_in_the_admin_are_a_form_error(admin_client, 
         (Journey, "trigger_filter"),
         (Step, "config"),
         (WebhookSubscription, "event_types"),
+        (Segment, "definition"),
     ],
 )
 def test_every_staff_edited_json_field_carries_the_rule(model, field):

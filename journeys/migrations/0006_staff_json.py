@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('journeys', '0004_roles_enrollment_fast_forward_permission'),
+        ('journeys', '0005_segments_event_contact_name_at'),
     ]
 
     operations = [
