@@ -32,7 +32,8 @@ BOOL_FIELDS = ("is_test",)
 TEXT_OPS = ("eq", "neq", "contains", "in", "exists", "not_exists")
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
+def parse_time(value: Any) -> dt.datetime | None:
+    """An ISO-8601 time from a definition (UTC when it names no zone); None if it is not one."""
     if not isinstance(value, str) or len(value) > 40:
         return None
     try:
@@ -57,7 +58,7 @@ def _validate_field(cond: dict[str, Any], path: str, errors: Errors) -> None:
         op = cond.get("op")
         if op not in predicates.ORDER_OPS:
             errors.add(f"{path}.op", f"Choose one of: {', '.join(predicates.ORDER_OPS)}.")
-        if _parse_time(cond.get("value")) is None:
+        if parse_time(cond.get("value")) is None:
             errors.add(f"{path}.value", "An ISO-8601 date or time, e.g. 2026-11-23T10:00:00Z.")
     elif name in BOOL_FIELDS:
         if cond.get("op") != "eq":
@@ -72,7 +73,7 @@ def _validate_field(cond: dict[str, Any], path: str, errors: Errors) -> None:
 def _compile_field(cond: dict[str, Any], ctx: CompileContext) -> Q:
     name, op, value = cond["field"], cond["op"], cond.get("value")
     if name in TIME_FIELDS:
-        return Q(**{f"{name}__{op}": _parse_time(value)})
+        return Q(**{f"{name}__{op}": parse_time(value)})
     if op == "eq":
         return Q(**{name: value})
     if op == "neq":

@@ -11,6 +11,7 @@ from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery,
 from django.db.models.functions import Coalesce
 
 from audiences import predicates
+from audiences.conditions import parse_time
 from audiences.registry import CompileContext, ConditionType, Errors, register_condition
 
 from .models import Event
@@ -19,16 +20,6 @@ COUNT_OPS = ("eq", "gte", "gt", "lte", "lt")
 MAX_COUNT = 10_000
 MAX_DAYS = 3650
 MAX_WHERE = 20
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _validate(cond: dict[str, Any], path: str, errors: Errors) -> None:
@@ -54,7 +45,7 @@ def _validate(cond: dict[str, Any], path: str, errors: Errors) -> None:
     ):
         errors.add(f"{path}.within_days", f"A whole number of days, 1-{MAX_DAYS}.")
     for key in ("since", "until"):
-        if key in cond and _parse_time(cond[key]) is None:
+        if key in cond and parse_time(cond[key]) is None:
             errors.add(f"{path}.{key}", "An ISO-8601 date or time, e.g. 2026-11-23T10:00:00Z.")
     where = cond.get("where", [])
     if not isinstance(where, list) or len(where) > MAX_WHERE:
@@ -76,9 +67,9 @@ def _compile(cond: dict[str, Any], ctx: CompileContext) -> Q:
     if cond.get("within_days"):
         events = events.filter(occurred_at__gte=ctx.now - dt.timedelta(days=cond["within_days"]))
     if "since" in cond:
-        events = events.filter(occurred_at__gte=_parse_time(cond["since"]))
+        events = events.filter(occurred_at__gte=parse_time(cond["since"]))
     if "until" in cond:
-        events = events.filter(occurred_at__lt=_parse_time(cond["until"]))
+        events = events.filter(occurred_at__lt=parse_time(cond["until"]))
     for item in cond.get("where", []):
         events = events.filter(
             predicates.predicate_q("properties", item["property"], item["op"], item.get("value"))
