@@ -11,6 +11,7 @@ from django import forms
 from channels_app.channels import Channel
 from messaging.input_rules import validate_safe_json
 
+from .keyed import match_problems
 from .models import Step
 
 CHANNEL_CHOICES = [
@@ -22,7 +23,7 @@ CHANNEL_CHOICES = [
 KIND_FIELDS: dict[str, list[str]] = {
     Step.Kind.SEND: ["channel", "template", "fallback_channels"],
     Step.Kind.WAIT: ["duration", "until_time"],
-    Step.Kind.WAIT_FOR_EVENT: ["event", "timeout", "on_event", "on_timeout"],
+    Step.Kind.WAIT_FOR_EVENT: ["event", "match", "timeout", "on_event", "on_timeout"],
     Step.Kind.BRANCH: ["rules", "default"],
     Step.Kind.SURVEY: [
         "channel",
@@ -76,6 +77,12 @@ class StepForm(forms.ModelForm):
     duration = forms.CharField(required=False, help_text="e.g. 3d, 12h, 1d 6h")
     until_time = forms.TimeField(required=False, help_text="…or until this local time (09:00).")
     event = forms.CharField(required=False, help_text="e.g. message.replied, order.completed")
+    match = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text='JSON: only events whose properties match, e.g. {"cart_id": '
+        '"trigger.cart_id"} (same as the trigger event) or {"status": "paid"} (fixed).',
+    )
     timeout = forms.CharField(required=False, help_text="e.g. 2d (empty: wait forever)")
     on_event = forms.SlugField(required=False, help_text="Step key when the event arrives.")
     on_timeout = forms.SlugField(required=False, help_text="Step key on timeout.")
@@ -107,6 +114,7 @@ class StepForm(forms.ModelForm):
             "duration": format_duration(config.get("duration_seconds")),
             "until_time": config.get("until_time") or None,
             "event": config.get("event", ""),
+            "match": json.dumps(config["match"]) if config.get("match") else "",
             "timeout": format_duration(config.get("timeout_seconds")),
             "on_event": config.get("on_event", ""),
             "on_timeout": config.get("on_timeout", ""),
@@ -146,6 +154,9 @@ class StepForm(forms.ModelForm):
                 for name in ("on_event", "on_timeout"):
                     if data.get(name):
                         config[name] = data[name]
+                match = self._match(data.get("match", ""))
+                if match:
+                    config["match"] = match
             if kind in (Step.Kind.WAIT_FOR_EVENT, Step.Kind.SURVEY):
                 timeout = parse_duration(data.get("timeout", ""))
                 if timeout is not None:
@@ -170,6 +181,19 @@ class StepForm(forms.ModelForm):
             self.add_error("duration" if kind == Step.Kind.WAIT else "timeout", exc)
         self.instance.config = config
         return data
+
+    def _match(self, raw: str) -> dict[str, Any] | None:
+        if not raw.strip():
+            return None
+        try:
+            match = json.loads(raw)
+        except ValueError:
+            self.add_error("match", "Not valid JSON.")
+            return None
+        problems = match_problems(match, "Match")
+        for problem in problems:
+            self.add_error("match", problem)
+        return None if problems else match
 
     def _rules(self, raw: str) -> list[dict[str, Any]]:
         if not raw.strip():

@@ -89,6 +89,17 @@ class Journey(models.Model):
     goal_event = models.CharField(
         max_length=120, blank=True, help_text="An event that ends the journey as converted."
     )
+    goal_match = SafeJSONField(
+        default=dict,
+        blank=True,
+        help_text='Goal event properties that must match, e.g. {"cart_id": "trigger.cart_id"}.',
+    )
+    entry_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Trigger property that keys the entry policy (e.g. cart_id): one enrollment "
+        "per contact and key value.",
+    )
     category = models.CharField(
         max_length=16, choices=Category.choices, default=Category.TRANSACTIONAL
     )
@@ -164,6 +175,8 @@ class Enrollment(models.Model):
         Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="enrollments"
     )
     entry_policy = models.CharField(max_length=20, choices=Journey.EntryPolicy.choices)
+    # The trigger's value of the journey's entry_key ("" when the journey is not keyed).
+    entry_key_value = models.CharField(max_length=255, blank=True, default="")
     journey_version = models.PositiveIntegerField(default=1)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     current_step = models.ForeignKey(
@@ -202,12 +215,12 @@ class Enrollment(models.Model):
         constraints = [
             # The guarantee behind entry policies; code checks are only a courtesy.
             models.UniqueConstraint(
-                fields=["journey", "contact"],
+                fields=["journey", "contact", "entry_key_value"],
                 condition=Q(state__in=["active", "waiting"]) & ~Q(entry_policy="every_time"),
                 name="enrollment_one_live_per_contact",
             ),
             models.UniqueConstraint(
-                fields=["journey", "contact"],
+                fields=["journey", "contact", "entry_key_value"],
                 condition=Q(entry_policy="once"),
                 name="enrollment_once_per_contact",
             ),

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from messaging.models import Contact, Direction, Touchpoint
@@ -15,7 +15,8 @@ from messaging.services import idempotent_replay, touchpoint_record
 
 from . import signals
 from .conditions import filter_matches
-from .models import Enrollment, Event, Journey
+from .keyed import entry_key_value, match_q
+from .models import Enrollment, Event, Journey, Step
 from .selectors import journey_events_in_use, unmatched_event_warning
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,15 @@ def enrollment_start(
 ) -> Enrollment | None:
     """Enroll a contact if the journey's entry policy allows; None when it does not."""
     policy = journey.entry_policy
-    existing = Enrollment.objects.filter(journey=journey, contact=contact)
+    key_value = ""
+    if journey.entry_key:
+        # Keyed entry: the policy holds per contact AND key (e.g. one enrollment per cart).
+        key_value = entry_key_value(journey.entry_key, event.properties if event else None)
+        if key_value is None:
+            return None
+    existing = Enrollment.objects.filter(
+        journey=journey, contact=contact, entry_key_value=key_value
+    )
     if policy == Journey.EntryPolicy.ONCE and existing.exists():
         return None
     if policy == Journey.EntryPolicy.ONCE_AT_A_TIME and existing.filter(state__in=LIVE).exists():
@@ -144,6 +153,7 @@ def enrollment_start(
                 contact=contact,
                 trigger_event=event,
                 entry_policy=policy,
+                entry_key_value=key_value,
                 journey_version=journey.version,
                 state=Enrollment.State.ACTIVE,
                 current_step=steps[0] if steps else None,
@@ -178,13 +188,42 @@ def kick(enrollment_ids: list[int]) -> None:
     transaction.on_commit(enqueue, robust=True)
 
 
+def _keyed(candidates, by: str, matches, event: Event):
+    """Narrow `candidates` (enrollments) to those whose match config — per distinct value of
+    `by` (the journey or the current step); `matches` maps those ids to their configs —
+    accepts `event`: one query for the distinct owners, one for their configs, then one SQL
+    filter on the trigger events' properties."""
+    owners = set(candidates.order_by().values_list(by, flat=True).distinct())
+    if not owners:
+        return candidates.none()
+    clauses = Q(pk__in=[])
+    for owner, match in matches(owners).items():
+        q = match_q(match if isinstance(match, dict) else None, event.properties or {})
+        if q is not None:
+            clauses |= Q(**{by: owner}) & q
+    return candidates.filter(clauses)
+
+
+def _goal_matches(journey_ids: set[int]) -> dict[int, Any]:
+    return dict(Journey.objects.filter(pk__in=journey_ids).values_list("pk", "goal_match"))
+
+
+def _step_matches(step_ids: set[int]) -> dict[int, Any]:
+    rows = Step.objects.filter(pk__in=step_ids).values_list("pk", "config")
+    return {pk: (config or {}).get("match") for pk, config in rows}
+
+
 def _convert(event: Event, now: dt.datetime) -> list[int]:
     converted = []
-    live = (
-        Enrollment.objects.select_for_update(of=("self",))
-        .select_related("journey")
-        .filter(contact_id=event.contact_id, state__in=LIVE, journey__goal_event=event.name)
+    live = _keyed(
+        Enrollment.objects.filter(
+            contact_id=event.contact_id, state__in=LIVE, journey__goal_event=event.name
+        ),
+        "journey_id",
+        _goal_matches,
+        event,
     )
+    live = live.select_for_update(of=("self",)).select_related("journey")
     for enrollment in live:
         enrollment_end(
             enrollment,
@@ -197,8 +236,13 @@ def _convert(event: Event, now: dt.datetime) -> list[int]:
 
 
 def _wake(event: Event, now: dt.datetime) -> list[int]:
-    waiting = Enrollment.objects.filter(
-        contact_id=event.contact_id, state=Enrollment.State.WAITING, waiting_for=event.name
+    waiting = _keyed(
+        Enrollment.objects.filter(
+            contact_id=event.contact_id, state=Enrollment.State.WAITING, waiting_for=event.name
+        ),
+        "current_step_id",
+        _step_matches,
+        event,
     )
     ids = list(waiting.values_list("pk", flat=True))
     if ids:
@@ -496,8 +540,6 @@ def enrollments_fast_forward(*, queryset) -> int:
 def journey_copy(*, journey: Journey, slug: str | None = None, name: str | None = None) -> Journey:
     """A draft copy with the same steps: a new version of the same slug when `slug` is None,
     else a separate journey (the admin's "duplicate")."""
-    from .models import Step
-
     with transaction.atomic():
         if slug is None:
             latest = (
@@ -518,6 +560,8 @@ def journey_copy(*, journey: Journey, slug: str | None = None, name: str | None 
             trigger_filter=journey.trigger_filter,
             entry_policy=journey.entry_policy,
             goal_event=journey.goal_event,
+            goal_match=journey.goal_match,
+            entry_key=journey.entry_key,
             category=journey.category,
             quiet_hours_start=journey.quiet_hours_start,
             quiet_hours_end=journey.quiet_hours_end,

@@ -8,6 +8,7 @@ from typing import Any
 from channels_app.channels import Channel
 from messaging.models import Template
 
+from .keyed import entry_key_problems, match_problems
 from .models import Journey, Step
 
 END = "end"
@@ -94,6 +95,7 @@ def step_problems(step: Step, keys: set[str], templates: set[tuple[str, str]]) -
             problems.append(f"{where} does not say which event to wait for.")
         if "timeout_seconds" in config and not _positive(config["timeout_seconds"]):
             problems.append(f"{where} needs a positive timeout.")
+        problems.extend(match_problems(config.get("match"), where))
     return problems
 
 
@@ -104,8 +106,11 @@ def journey_problems(journey: Journey, steps: list[Step] | None = None) -> list[
         return ["The journey has no trigger event."]
     if not steps:
         return ["The journey has no steps."]
+    keyed = match_problems(journey.goal_match, "Goal") + entry_key_problems(journey.entry_key)
+    if journey.goal_match and not journey.goal_event:
+        keyed.append("Goal: a goal match needs a goal event.")
     keys = [s.key for s in steps]
-    problems = [
+    problems = keyed + [
         f"Two steps are called “{k}”." for k in sorted({k for k in keys if keys.count(k) > 1})
     ]
     if END in keys:

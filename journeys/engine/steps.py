@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from messaging.rendering import contact_context
 
 from ..conditions import first_match
+from ..keyed import event_matches
 from ..models import Enrollment, Step
 from .run import Continue, End, Run, Wait, _parse_time
 
@@ -40,6 +41,16 @@ def _wait(run: Run, step: Step, state: dict[str, Any]) -> Continue | Wait:
     return Wait(until=until)
 
 
+def _wake_matches(run: Run, step: Step, wake: Any) -> bool:
+    """A keyed wait (config "match") only takes the event for its own key (_wake already
+    chose it in SQL; this guards against a stale wake_event)."""
+    match = step.config.get("match")
+    if not match:
+        return True
+    trigger = run.enrollment.trigger_event
+    return event_matches(match, wake.properties, trigger.properties if trigger else None)
+
+
 def _wait_for_event(run: Run, step: Step, state: dict[str, Any]) -> Continue | Wait:
     name = step.config["event"]
     if "until" not in state:
@@ -48,7 +59,7 @@ def _wait_for_event(run: Run, step: Step, state: dict[str, Any]) -> Continue | W
             (run.now + dt.timedelta(seconds=int(timeout))).isoformat() if timeout else ""
         )
     wake = run.enrollment.wake_event
-    if wake is not None and wake.name == name:
+    if wake is not None and wake.name == name and _wake_matches(run, step, wake):
         run.output(step, outcome="event", event_id=wake.pk, properties=wake.properties)
         return Continue(step.config.get("on_event", ""))
     until = _parse_time(state["until"])
