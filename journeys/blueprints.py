@@ -1,4 +1,4 @@
-"""The three built-in journeys and their templates, installed idempotently."""
+"""The four built-in journeys and their templates, installed idempotently."""
 
 from __future__ import annotations
 
@@ -17,7 +17,17 @@ WA_SID = {  # placeholders for approved WhatsApp Content templates: replace with
     "review-request": "HX" + "0" * 31 + "3",
     "onboarding-tips": "HX" + "0" * 31 + "4",
     "onboarding-nudge": "HX" + "0" * 31 + "5",
+    "cart-reminder": "HX" + "0" * 31 + "6",
+    "cart-last-reminder": "HX" + "0" * 31 + "7",
 }
+HOUR = 3600
+# The trigger event's properties are `event.*` in templates; a cart's `items` each have a name.
+CART_ITEMS = (
+    "{% for item in event.items %}{% unless forloop.first %}, {% endunless %}"
+    "{{ item.name }}{% endfor %}"
+)
+CART_ITEMS_HTML = "<ul>{% for item in event.items %}<li>{{ item.name }}</li>{% endfor %}</ul>"
+HELLO = "Hi {{ contact.first_name | default: 'there' }}"
 
 TEMPLATES: list[dict[str, Any]] = [
     # Post-purchase
@@ -173,6 +183,69 @@ TEMPLATES: list[dict[str, Any]] = [
         "subject": "Finish setting up",
         "body": "It takes two minutes: https://example.com/start",
     },
+    # Abandoned cart (the trigger is cart.updated: event.cart_id, event.items)
+    {
+        "slug": "cart-reminder",
+        "channel": "sms",
+        "name": "Cart reminder (SMS)",
+        "body": HELLO + ", you left " + CART_ITEMS + " in your cart. "
+        "Finish your order: https://example.com/cart",
+    },
+    {
+        "slug": "cart-reminder",
+        "channel": "whatsapp",
+        "name": "Cart reminder (WhatsApp)",
+        "body": HELLO + ", you left " + CART_ITEMS + " in your cart. "
+        "Finish your order: https://example.com/cart",
+        "content_sid": WA_SID["cart-reminder"],
+        "content_variables": {
+            "1": "{{ contact.first_name | default: 'there' }}",
+            "2": CART_ITEMS,
+        },
+    },
+    {
+        "slug": "cart-reminder",
+        "channel": "email",
+        "name": "Cart reminder (email)",
+        "subject": "You left something in your cart",
+        "html_body": "<p>"
+        + HELLO
+        + ",</p><p>You left these in your cart:</p>"
+        + CART_ITEMS_HTML
+        + '<p><a href="https://example.com/cart">Finish your order</a></p>',
+    },
+    {
+        "slug": "cart-last-reminder",
+        "channel": "sms",
+        "name": "Cart last reminder (SMS)",
+        "body": "Last chance, {{ contact.first_name | default: 'there' }}: "
+        + CART_ITEMS
+        + " are still in your cart. https://example.com/cart",
+    },
+    {
+        "slug": "cart-last-reminder",
+        "channel": "whatsapp",
+        "name": "Cart last reminder (WhatsApp)",
+        "body": "Last chance, {{ contact.first_name | default: 'there' }}: "
+        + CART_ITEMS
+        + " are still in your cart. https://example.com/cart",
+        "content_sid": WA_SID["cart-last-reminder"],
+        "content_variables": {
+            "1": "{{ contact.first_name | default: 'there' }}",
+            "2": CART_ITEMS,
+        },
+    },
+    {
+        "slug": "cart-last-reminder",
+        "channel": "email",
+        "name": "Cart last reminder (email)",
+        "subject": "Your cart is waiting",
+        "html_body": "<p>"
+        + HELLO
+        + ",</p><p>Last chance: these are still in your cart:</p>"
+        + CART_ITEMS_HTML
+        + '<p><a href="https://example.com/cart">Finish your order</a></p>',
+    },
 ]
 
 JOURNEYS: list[dict[str, Any]] = [
@@ -301,6 +374,59 @@ JOURNEYS: list[dict[str, Any]] = [
                     "template": "nps-question",
                     "reprompt_template": "nps-reask",
                     "timeout_seconds": 3 * DAY,
+                    "fallback_channels": ["sms", "whatsapp", "email"],
+                },
+            },
+        ],
+    },
+    {
+        "slug": "abandoned-cart",
+        "name": "Abandoned cart",
+        "description": "A cart not ordered within an hour gets a reminder listing its items, "
+        "a last one a day later; an order.completed for the same cart_id ends it as converted. "
+        "One running enrollment per contact and cart.",
+        "trigger_event": "cart.updated",
+        "entry_policy": Journey.EntryPolicy.ONCE_AT_A_TIME,
+        "entry_key": "cart_id",
+        "goal_event": "order.completed",
+        "goal_match": {"cart_id": "trigger.cart_id"},
+        "category": Journey.Category.MARKETING,
+        "steps": [
+            {
+                "key": "wait-for-order",
+                "kind": "wait_for_event",
+                "config": {
+                    "event": "order.completed",
+                    "match": {"cart_id": "trigger.cart_id"},
+                    "timeout_seconds": HOUR,
+                    "on_event": "end",
+                },
+            },
+            {
+                "key": "reminder",
+                "kind": "send",
+                "config": {
+                    "channel": "preferred",
+                    "template": "cart-reminder",
+                    "fallback_channels": ["sms", "whatsapp", "email"],
+                },
+            },
+            {
+                "key": "wait-for-order-again",
+                "kind": "wait_for_event",
+                "config": {
+                    "event": "order.completed",
+                    "match": {"cart_id": "trigger.cart_id"},
+                    "timeout_seconds": 23 * HOUR,
+                    "on_event": "end",
+                },
+            },
+            {
+                "key": "last-reminder",
+                "kind": "send",
+                "config": {
+                    "channel": "preferred",
+                    "template": "cart-last-reminder",
                     "fallback_channels": ["sms", "whatsapp", "email"],
                 },
             },

@@ -1,4 +1,4 @@
-"""The three built-in journeys end to end: API event → engine → real SDKs → simulator,
+"""The four built-in journeys end to end: API event → engine → real SDKs → simulator,
 replies through the signed inbound webhook, time moved with time-machine."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def test_install_is_idempotent(blueprints):
         ("post-purchase", "active"),
         ("onboarding", "active"),
         ("survey", "active"),
+        ("abandoned-cart", "active"),
     }
 
 
