@@ -75,7 +75,17 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
     change_form_template = "admin/journeys/journey/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "status", "version")}),
-        ("Entry", {"fields": ("trigger_event", "trigger_filter", "entry_policy", "goal_event")}),
+        (
+            "Entry",
+            {
+                "fields": (
+                    "trigger_event",
+                    "trigger_filter",
+                    ("entry_policy", "entry_key"),
+                    ("goal_event", "goal_match"),
+                )
+            },
+        ),
         (
             "Policies",
             {
@@ -100,7 +110,9 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 "trigger_event",
                 "trigger_filter",
                 "entry_policy",
+                "entry_key",
                 "goal_event",
+                "goal_match",
                 "category",
             ]
         return readonly

@@ -173,3 +173,25 @@ def test_step_form_validates_the_match():
     form = StepForm(data={**base, "match": '{"cart_id": "trigger.cart_id"}'})
     assert form.is_valid(), form.errors
     assert form.instance.config["match"] == {"cart_id": "trigger.cart_id"}
+
+
+def test_fast_forward_through_an_abandoned_cart(
+    blueprints, simulator, fire, django_capture_on_commit_callbacks, api
+):
+    from journeys.services import enrollments_fast_forward
+
+    start = timezone.now().replace(hour=12, minute=0)
+    with time_machine.travel(start, tick=True):
+        fire("cart.updated", ADA, CART_A)
+        fire("cart.updated", {"external_id": "ada"}, CART_B)
+        fire("order.completed", {"external_id": "ada"}, {"cart_id": "B"})
+        for expected in ("Red shoes, Blue socks in your cart", "Last chance, Ada: Red shoes"):
+            with django_capture_on_commit_callbacks(execute=True):
+                assert enrollments_fast_forward(queryset=Enrollment.objects.all()) == 1
+            assert expected in simulator.messages()[-1]["body"]
+    assert len(simulator.messages()) == 2
+    assert _by_cart("A").state == "completed" and _by_cart("B").state == "converted"
+    listed = api.get("/api/v1/journeys/", {"status": "active"}).json()["results"]
+    [cart] = [j for j in listed if j["slug"] == "abandoned-cart"]
+    assert cart["entry_key"] == "cart_id"
+    assert cart["goal_match"] == {"cart_id": "trigger.cart_id"}
