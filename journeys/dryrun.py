@@ -17,6 +17,7 @@ from django.utils import timezone
 from messaging.models import Contact, Message, Touchpoint
 
 from . import engine, services
+from .keyed import matching_properties
 from .models import Enrollment, Event, Journey, JourneyMessage
 
 MAX_ADVANCES = 60
@@ -131,7 +132,12 @@ def _simulate(journey, contact, properties, replies, start, result) -> None:
             services.event_ingest(
                 name=enrollment.waiting_for,
                 contact=contact,
-                properties={"body": replies.pop(step_key), "channel": "dry-run"},
+                properties={
+                    # A keyed wait only takes the event for its own key (e.g. the same cart).
+                    **matching_properties(enrollment.current_step.config.get("match"), properties),
+                    "body": replies.pop(step_key),
+                    "channel": "dry-run",
+                },
                 occurred_at=clock,
                 source=Event.Source.INTERNAL,
             )

@@ -95,6 +95,18 @@ def event_matches(match: dict[str, Any] | None, event_props: Any, trigger_props:
     return True
 
 
+def matching_properties(match: dict[str, Any] | None, trigger_props: Any) -> dict[str, Any]:
+    """Properties an event needs to satisfy `match` for this trigger (the dry run's replies)."""
+    trigger_props = trigger_props if isinstance(trigger_props, dict) else {}
+    found = {}
+    for name, expected in (match or {}).items():
+        if isinstance(expected, str) and expected.startswith(TRIGGER):
+            expected = trigger_props.get(expected[len(TRIGGER) :])
+        if expected is not None:
+            found[name] = expected
+    return found
+
+
 def entry_key_value(key: str, properties: Any) -> str | None:
     """The stored key of an enrollment for a keyed entry policy; None when the event lacks
     the key (a keyed journey does not enroll it)."""

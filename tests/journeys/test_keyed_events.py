@@ -195,3 +195,21 @@ def test_fast_forward_through_an_abandoned_cart(
     [cart] = [j for j in listed if j["slug"] == "abandoned-cart"]
     assert cart["entry_key"] == "cart_id"
     assert cart["goal_match"] == {"cart_id": "trigger.cart_id"}
+
+
+def test_dry_run_answers_a_keyed_wait_with_the_same_key(blueprints, simulator):
+    from journeys.dryrun import dry_run
+    from tests.factories import ContactFactory
+
+    contact = ContactFactory(phone="+14155552671", timezone="Europe/London")
+    journey = Journey.objects.get(slug="abandoned-cart")
+    ordered = dry_run(
+        journey=journey, contact=contact, properties=CART_A, replies={"wait-for-order": "ok"}
+    )
+    assert ordered.outcome == "Converted"
+    assert not any("sends" in line.what for line in ordered.lines)
+    abandoned = dry_run(journey=journey, contact=contact, properties=CART_A)
+    assert [line.step for line in abandoned.lines if "sends" in line.what] == [
+        "reminder",
+        "last-reminder",
+    ]
