@@ -66,7 +66,8 @@ class Command(BaseCommand):
                     f"  API key:    {creds['api_key']}",
                     f"  Credentials file: {path}",
                     "  Journeys:   post-purchase (order.completed), onboarding (user.signed_up),",
-                    "              survey (survey.requested) are installed and active.",
+                    "              survey (survey.requested), abandoned-cart (cart.updated)",
+                    "              are installed and active.",
                     "",
                 ]
             )
