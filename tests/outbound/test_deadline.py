@@ -8,16 +8,11 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from outbound import egress
-from tests.outbound.test_tls_pinning import NAME, _certificate
+from tests.outbound.tls import NAME, tls_server_context
 
 pytestmark = pytest.mark.django_db
 
@@ -70,44 +65,12 @@ class Trickler:
         self.sent_all.set()
 
 
-def _tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
-    """A server context with a certificate for NAME, and the CA file that verifies it."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Trickler test CA")])
-    ca_cert = _certificate(
-        subject="Trickler test CA",
-        issuer_key=ca_key,
-        issuer_name=ca_name,
-        key=ca_key,
-        ca=True,
-        san=[],
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = _certificate(
-        subject=NAME, issuer_key=ca_key, issuer_name=ca_name, key=key, ca=False, san=[NAME]
-    )
-    ca_file = directory / "trickler-ca.pem"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    chain = directory / "trickler-chain.pem"
-    chain.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain)
-    return context, ca_file
-
-
 @pytest.fixture
 def trickler(request, settings, receiver, dns, tmp_path) -> Iterator[Trickler]:
     # (after `receiver`, which sets these for its own port)
     context = None
     if request.param.startswith("tls"):
-        context, ca_file = _tls_context(tmp_path)
+        context, ca_file = tls_server_context(tmp_path)
         settings.OUTBOUND_WEBHOOK_CA_BUNDLE = str(ca_file)
         dns[NAME] = ["127.0.0.1"]
     server = Trickler(request.param, context)

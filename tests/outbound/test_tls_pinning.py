@@ -3,8 +3,6 @@ certificate verification use the URL's host, so pinning the address never weaken
 
 from __future__ import annotations
 
-import datetime as dt
-import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,35 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from outbound import services
 
+from .tls import NAME, tls_server_context
+
 pytestmark = pytest.mark.django_db
-
-NAME = "hooks.example.com"
-
-
-def _certificate(*, subject: str, issuer_key, issuer_name, key, ca: bool, san: list[str]):
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if san:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in san]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
 
 
 @dataclass
@@ -53,33 +28,7 @@ class TlsReceiver:
 
 @pytest.fixture
 def tls_receiver(tmp_path) -> Iterator[TlsReceiver]:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Touchline test CA")])
-    ca_cert = _certificate(
-        subject="Touchline test CA",
-        issuer_key=ca_key,
-        issuer_name=ca_name,
-        key=ca_key,
-        ca=True,
-        san=[],
-    )
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = _certificate(
-        subject=NAME, issuer_key=ca_key, issuer_name=ca_name, key=leaf_key, ca=False, san=[NAME]
-    )
-    ca_file = tmp_path / "ca.pem"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    chain = tmp_path / "leaf.pem"
-    chain.write_bytes(
-        leaf.public_bytes(serialization.Encoding.PEM)
-        + leaf_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain)
+    context, ca_file = tls_server_context(tmp_path)
     seen = TlsReceiver(port=0, ca_file=ca_file)
     context.sni_callback = lambda _sock, name, _ctx: seen.server_names.append(name)
 
