@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "messaging",
     "audiences",
     "journeys",
+    "campaigns",
     "outbound",
 ]
 

@@ -40,6 +40,12 @@ GROUPS: dict[str, list[str]] = {
         "audiences.view_segment",
         "audiences.view_segmentmembership",
         "audiences.view_segmentmembershipchange",
+        # broadcasts: build, dry-run, test, launch / pause / resume / cancel, read reports
+        "campaigns.add_broadcast",
+        "campaigns.change_broadcast",
+        "campaigns.view_broadcast",
+        "campaigns.launch_broadcast",
+        "campaigns.view_broadcastrecipient",
     ],
     # the inbox and contacts
     "Support": [
@@ -79,6 +85,7 @@ GROUPS: dict[str, list[str]] = {
             ],
             "journeys": ["journey", "step", "enrollment", "event", "surveyresponse"],
             "audiences": ["segment", "segmentmembership", "segmentmembershipchange"],
+            "campaigns": ["broadcast", "broadcastrecipient"],
         }.items()
         for model in models
     ],
