@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -29,13 +30,22 @@ from channels_app.channels import Channel
 
 from .. import services
 from ..models import Contact, Template
-from ..rendering import RenderedContent, TemplateRenderError, render_content, template_errors
+from ..rendering import (
+    CONTENT_SID_MESSAGE,
+    CONTENT_SID_RE,
+    RenderedContent,
+    TemplateRenderError,
+    render_content,
+    template_errors,
+)
 from ..serializers import StrictSerializer
 from ..sms import SMS_MAX_CHARACTERS, sms_segments
 from .common import Conflict, NewestFirstPagination, choice_param, paginated
 
 READ, WRITE = "templates:read", "templates:write"
 MAX_VARIABLES = 100
+# The rule Template.clean applies, also in the schema (as a pattern) for clients and fuzzers.
+CONTENT_SID = RegexValidator(rf"^({CONTENT_SID_RE.pattern})?$", CONTENT_SID_MESSAGE)
 
 
 class TemplateOutput(serializers.ModelSerializer):
@@ -77,6 +87,7 @@ class TemplateFieldsInput(StrictSerializer):
         required=False,
         allow_blank=True,
         max_length=64,
+        validators=[CONTENT_SID],
         help_text="WhatsApp only: an approved Twilio Content template, HX + 32 hex digits.",
     )
     content_variables = serializers.DictField(
@@ -133,7 +144,9 @@ class TemplateDraftRenderInput(TemplateRenderInput):
     subject = serializers.CharField(required=False, allow_blank=True, max_length=500)
     body = serializers.CharField(required=False, allow_blank=True, max_length=20000)
     html_body = serializers.CharField(required=False, allow_blank=True, max_length=200000)
-    content_sid = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    content_sid = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, validators=[CONTENT_SID]
+    )
     content_variables = serializers.DictField(
         child=serializers.CharField(allow_blank=True, max_length=2000), required=False
     )
@@ -179,8 +192,44 @@ CONFLICT = inline_serializer(
         "errors": serializers.ListField(child=serializers.DictField()),
     },
 )
-SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$")
-CHANNEL = OpenApiParameter("channel", str, OpenApiParameter.PATH, enum=Channel.values)
+# Examples name a template the blueprints install (`manage.py install_blueprints`).
+SLUG = OpenApiParameter(
+    "slug",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^[-a-zA-Z0-9_]+$",
+    examples=[OpenApiExample("A blueprint's template", value="order-thanks")],
+)
+CHANNEL = OpenApiParameter(
+    "channel",
+    str,
+    OpenApiParameter.PATH,
+    enum=Channel.values,
+    examples=[OpenApiExample("SMS", value="sms")],
+)
+PUT_EXAMPLE = OpenApiExample(
+    "Replace an SMS template",
+    value={
+        "name": "Order thanks",
+        "body": "Thanks {{ contact.first_name }}! Order {{ event.order_id }} is on its way.",
+    },
+    request_only=True,
+)
+PATCH_EXAMPLE = OpenApiExample(
+    "Change the body",
+    value={"body": "Thank you, {{ contact.first_name }}!"},
+    request_only=True,
+)
+DRAFT_EXAMPLE = OpenApiExample(
+    "An email draft",
+    value={
+        "channel": "email",
+        "subject": "Order {{ event.order_id }}",
+        "html_body": "<p>Hi {{ contact.first_name }}</p>",
+        "context": {"order_id": "1001"},
+    },
+    request_only=True,
+)
 
 
 def _get(slug: str, channel: str) -> Template:
@@ -278,6 +327,7 @@ class TemplateDetailView(APIView):
         parameters=[SLUG, CHANNEL],
         request=TemplateUpdateInput,
         responses={200: TemplateOutput, 201: TemplateOutput, 409: CONFLICT},
+        examples=[PUT_EXAMPLE],
         summary="Create or replace a template",
         description="Fields left out go back to their defaults. 201 when it was created.",
     )
@@ -288,6 +338,7 @@ class TemplateDetailView(APIView):
         parameters=[SLUG, CHANNEL],
         request=TemplateUpdateInput(partial=True),
         responses=TemplateOutput,
+        examples=[PATCH_EXAMPLE],
         summary="Change some of a template's fields",
     )
     def patch(self, request: Request, slug: str, channel: str) -> Response:
@@ -437,6 +488,7 @@ class TemplateDraftRenderView(APIView):
     @extend_schema(
         request=TemplateDraftRenderInput,
         responses=RenderOutput,
+        examples=[DRAFT_EXAMPLE],
         summary="Check and render an unsaved template",
         operation_id="templates_render_draft",
         description="The checks a save makes (Liquid, limits, channel rules), then a render. "
