@@ -119,7 +119,8 @@ class TemplateUpdateInput(TemplateFieldsInput):
 
 
 class RenderContactInput(StrictSerializer):
-    """An example contact (nothing is looked up or stored); Ada Lovelace when omitted."""
+    """An example contact (nothing is looked up or stored); when omitted, Ada Lovelace with
+    an email address, a phone and a WhatsApp number."""
 
     first_name = serializers.CharField(required=False, allow_blank=True, max_length=150)
     last_name = serializers.CharField(required=False, allow_blank=True, max_length=150)
@@ -238,16 +239,16 @@ def _get(slug: str, channel: str) -> Template:
     return get_object_or_404(Template, slug=slug, channel=channel)
 
 
-def _refusal(exc: services.TemplateInvalid) -> exceptions.APIException:
-    if isinstance(exc, services.TemplateExists):
-        return TemplateConflict(exc.errors)
-    return exceptions.ValidationError(exc.errors)
-
-
 class TemplateConflict(exceptions.ValidationError):
     """A duplicate (slug, channel): 409, with the errors on the fields."""
 
     status_code = status.HTTP_409_CONFLICT
+
+
+def _refusal(exc: services.TemplateInvalid) -> exceptions.APIException:
+    if isinstance(exc, services.TemplateExists):
+        return TemplateConflict(exc.errors)
+    return exceptions.ValidationError(exc.errors)
 
 
 def _audited_save(request: Request, save, before: dict[str, Any] | None) -> Template:
@@ -404,8 +405,16 @@ class TemplateDetailView(APIView):
 
 
 def _example_contact(data: dict[str, Any] | None) -> Contact:
+    """The request's example contact, unsaved; the staff preview's sample when none."""
     if data is None:
-        return Contact(first_name="Ada", last_name="Lovelace", email="ada@example.com")
+        return Contact(
+            first_name="Ada",
+            last_name="Lovelace",
+            email="ada@example.com",
+            phone="+14155552671",
+            whatsapp="+14155552671",
+            timezone="Europe/London",
+        )
     return Contact(**data)
 
 

@@ -311,6 +311,14 @@ def test_render_a_draft_checks_it_as_a_save_would(api):
         format="json",
     )
     assert ok.status_code == 200 and ok.json()["body"] == "Hi Al"
+    # Without a contact: an example one, with an address on every channel.
+    for channel in ("sms", "whatsapp"):
+        sample = api.post(
+            LIST + "render/",
+            {"channel": channel, "body": "Hi {{ contact.first_name }}"},
+            format="json",
+        ).json()
+        assert (sample["body"], sample["warnings"]) == ("Hi Ada", [])
     bad = api.post(LIST + "render/", {"channel": "email", "body": "{% if %}"}, format="json")
     assert bad.status_code == 400
     assert {"body", "subject"} <= set(errors(bad))
