@@ -323,3 +323,23 @@ def test_render_a_draft_checks_it_as_a_save_would(api):
     assert bad.status_code == 400
     assert {"body", "subject"} <= set(errors(bad))
     assert not Template.objects.exists()
+
+
+def test_messaging_learns_of_template_users_without_importing_upward():
+    """The in-use check reaches journeys through messaging.template_usage's registry only."""
+    import ast
+    from pathlib import Path
+
+    import messaging
+    from messaging.template_usage import CHECKERS
+
+    assert "journeys" in CHECKERS
+    upward = {"journeys", "audiences", "campaigns", "insights", "outbound"}
+    for path in Path(messaging.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            assert not {n.split(".")[0] for n in names} & upward, f"{path} imports {names}"
