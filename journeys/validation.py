@@ -15,7 +15,8 @@ END = "end"
 SENDING_KINDS = (Step.Kind.SEND, Step.Kind.SURVEY)
 
 
-def _channels(config: dict[str, Any]) -> list[str]:
+def step_channels(config: dict[str, Any]) -> list[str]:
+    """The channels a sending step may use: its own, then its fallbacks."""
     first = config.get("channel") or "preferred"
     fallbacks = config.get("fallback_channels")
     if fallbacks is None:
@@ -69,7 +70,7 @@ def step_problems(step: Step, keys: set[str], templates: set[tuple[str, str]]) -
         if not slug:
             problems.append(f"{where} has no template.")
         else:
-            missing = [c for c in _channels(config) if (slug, c) not in templates]
+            missing = [c for c in step_channels(config) if (slug, c) not in templates]
             if missing:
                 problems.append(
                     f"{where}: template “{slug}” has no version for {', '.join(missing)}."
@@ -80,7 +81,7 @@ def step_problems(step: Step, keys: set[str], templates: set[tuple[str, str]]) -
             if "timeout_seconds" in config and not _positive(config["timeout_seconds"]):
                 problems.append(f"{where} needs a positive timeout.")
             reprompt = config.get("reprompt_template")
-            if reprompt and any((reprompt, c) not in templates for c in _channels(config)):
+            if reprompt and any((reprompt, c) not in templates for c in step_channels(config)):
                 problems.append(f"{where}: re-ask template “{reprompt}” is missing a channel.")
     elif step.kind == Step.Kind.WAIT:
         if config.get("until_time"):

@@ -30,6 +30,7 @@ from .models import (
     Touchpoint,
 )
 from .staff_sends import staff_test_recipients, staff_test_send
+from .template_usage import template_users
 
 TIMELINE_ROWS = 50
 
@@ -350,6 +351,16 @@ class TemplateAdmin(admin.ModelAdmin):
         return request.user.has_perm("messaging.send_test_message") and self.has_view_permission(
             request
         )
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        # A template a journey still sends is "protected": the delete page and the
+        # delete_selected action then refuse, naming the users (the API answers 409).
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        protected = list(protected)
+        for template in objs:
+            users = template_users(slug=template.slug, channel=template.channel)
+            protected.extend(f"{template}: used by {user}" for user in users)
+        return deleted, counts, perms_needed, protected
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         # The live preview renders only for template editors; the send box only for testers.

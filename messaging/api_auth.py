@@ -29,6 +29,8 @@ ALL_SCOPES = (
     "messages:read",
     "messages:write",
     "touchpoints:read",
+    "templates:read",
+    "templates:write",
     "journeys:read",
     "surveys:read",
     "segments:read",

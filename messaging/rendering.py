@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 
 _TEMPLATE_FIELDS = ("subject", "body", "html_body")
+# A Twilio Content template's SID: "HX" and 32 hexadecimal digits.
+CONTENT_SID_RE = re.compile(r"HX[0-9a-fA-F]{32}")
+CONTENT_SID_MESSAGE = "A Twilio Content SID is HX followed by 32 hexadecimal digits."
 
 
 class TemplateRenderError(ValueError):
@@ -109,6 +112,10 @@ def template_errors(template: Template) -> dict[str, list[str]]:
         errors.setdefault("subject", []).append("An email needs a subject.")
     if template.channel in ("sms", "whatsapp") and not (template.body or template.content_sid):
         errors.setdefault("body", []).append("Write a body (or, for WhatsApp, a content SID).")
+    if template.content_sid and template.channel != "whatsapp":
+        errors.setdefault("content_sid", []).append("Only WhatsApp templates have a content SID.")
+    elif template.content_sid and not CONTENT_SID_RE.fullmatch(template.content_sid):
+        errors.setdefault("content_sid", []).append(CONTENT_SID_MESSAGE)
     return errors
 
 

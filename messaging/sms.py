@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GSM7 = "GSM-7"
+SMS_MAX_CHARACTERS = 1600  # message_create refuses longer rendered bodies
 UCS2 = "UCS-2"
 
 # The GSM 03.38 default alphabet, row by row (0x1B, the escape to the extension table, is

@@ -37,13 +37,12 @@ from .rendering import (
     render_content,
     template_errors,
 )
-from .sms import sms_segments
+from .sms import SMS_MAX_CHARACTERS, sms_segments
 from .staff_sends import staff_own_test_recipient, staff_test_recipients, staff_test_send
 from .template_limits import has_limit_error
 
 PREVIEW_EVENT = {"order_id": "1001", "name": "order.completed"}
 PICKER_CONTACTS = 50
-SMS_MAX_CHARACTERS = 1600  # message_create refuses longer rendered bodies
 _TEXT_FIELDS = ("subject", "body", "html_body", "content_sid")
 
 

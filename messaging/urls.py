@@ -21,4 +21,18 @@ urlpatterns = [
         name="api-contact-touchpoints",
     ),
     path("touchpoints/", api.TouchpointListView.as_view(), name="api-touchpoints"),
+    path("templates/", api.TemplateListView.as_view(), name="api-templates"),
+    path(
+        "templates/render/", api.TemplateDraftRenderView.as_view(), name="api-template-draft-render"
+    ),
+    path(
+        "templates/<slug:slug>/<slug:channel>/",
+        api.TemplateDetailView.as_view(),
+        name="api-template",
+    ),
+    path(
+        "templates/<slug:slug>/<slug:channel>/render/",
+        api.TemplateRenderView.as_view(),
+        name="api-template-render",
+    ),
 ]

@@ -1,4 +1,4 @@
-"""The messaging REST API (contacts, messages, touchpoints) and the pieces other apps reuse."""
+"""The messaging REST API (contacts, messages, templates, touchpoints) and shared pieces."""
 
 from .common import Conflict, idempotency_key_from, resolve_contact
 from .contacts import (
@@ -8,6 +8,12 @@ from .contacts import (
     ContactListView,
 )
 from .messages import MessageDetailView, MessageListCreateView, MessageOutput
+from .templates import (
+    TemplateDetailView,
+    TemplateDraftRenderView,
+    TemplateListView,
+    TemplateRenderView,
+)
 from .touchpoints import ContactTouchpointsView, TouchpointListView
 
 __all__ = [
@@ -20,6 +26,10 @@ __all__ = [
     "MessageDetailView",
     "MessageListCreateView",
     "MessageOutput",
+    "TemplateDetailView",
+    "TemplateDraftRenderView",
+    "TemplateListView",
+    "TemplateRenderView",
     "TouchpointListView",
     "idempotency_key_from",
     "resolve_contact",

@@ -11,6 +11,7 @@ function must patch the module that calls it (e.g. `messages.enqueue_delivery` f
 - transitions: the one place a message's status changes
 - messages: create outbound messages (idempotently) and enqueue their delivery
 - delivery: send a queued message to the provider; the sweeper
+- templates: create, change and delete templates (the API; the admin has its own forms)
 
 Tasks import services, never the reverse: `enqueue_delivery` looks its task up when called.
 """
@@ -33,6 +34,15 @@ from .messages import (
     message_create,
     request_fingerprint,
 )
+from .templates import (
+    TemplateExists,
+    TemplateInUse,
+    TemplateInvalid,
+    template_create,
+    template_delete,
+    template_update,
+    template_validate,
+)
 from .touchpoints import touchpoint_record, touchpoints_write
 from .transitions import message_transition
 
@@ -41,6 +51,9 @@ __all__ = [
     "DeliveryOutcome",
     "IdempotencyConflict",
     "MessageRequestError",
+    "TemplateExists",
+    "TemplateInUse",
+    "TemplateInvalid",
     "_outbound",
     "consent_set",
     "contact_update",
@@ -55,6 +68,10 @@ __all__ = [
     "provider_call_seconds",
     "request_fingerprint",
     "retry_delay",
+    "template_create",
+    "template_delete",
+    "template_update",
+    "template_validate",
     "touchpoint_record",
     "touchpoints_write",
 ]
