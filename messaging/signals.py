@@ -5,6 +5,8 @@ outbound webhooks) to react without messaging importing them.
 - `message_received(message_id, contact_id, channel, in_reply_to_id, keyword)`
 - `consent_changed(contact_id, channel, status, previous_status, source)`
 - `conversation_changed(contact_id, status)` (a staff member opened or resolved it)
+- `contacts_changed(contact_ids)`: contacts were created or their fields, attributes or
+  address flags changed (audiences re-evaluates their dynamic segments)
 """
 
 from django.dispatch import Signal
@@ -13,3 +15,4 @@ message_status_changed = Signal()
 message_received = Signal()
 consent_changed = Signal()
 conversation_changed = Signal()
+contacts_changed = Signal()
