@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -18,10 +19,13 @@ from messaging.admin import ContactAdmin
 from messaging.models import Contact
 
 from . import services
+from .admin_builder import segment_preview_view, size_chart_svg
 from .definition import DefinitionError
 from .models import Segment, SegmentMembership, SegmentMembershipChange
+from .selectors import segment_size_history
 
 SAMPLE_SIZE = 20
+SIZE_DAYS = 30
 
 
 class SegmentForm(forms.ModelForm):
@@ -57,9 +61,11 @@ class SegmentAdmin(admin.ModelAdmin):
     list_filter = ("kind",)
     search_fields = ("name", "slug", "description")
     actions = ["recompute"]
+    change_form_template = "admin/audiences/segment/change_form.html"
     readonly_fields = (
         "live_count",
         "sample",
+        "size_over_time",
         "history",
         "member_count",
         "last_computed_at",
@@ -78,9 +84,35 @@ class SegmentAdmin(admin.ModelAdmin):
         return [
             (None, {"fields": main}),
             ("Who matches now", {"fields": ["live_count", "sample"]}),
-            ("Membership", {"fields": ["member_count", "last_computed_at", "history"]}),
+            (
+                "Membership",
+                {"fields": ["member_count", "last_computed_at", "size_over_time", "history"]},
+            ),
             ("Record", {"fields": ["created_at", "updated_at"]}),
         ]
+
+    def get_urls(self):
+        preview = path(
+            "preview/",
+            self.admin_site.admin_view(segment_preview_view),
+            name="audiences_segment_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def save_model(self, request: HttpRequest, obj: Segment, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.kind == Segment.Kind.DYNAMIC and (not change or "definition" in form.changed_data):
+            # The membership follows the new definition now, not at the next beat.
+            from .tasks import recompute_segment
+
+            pk = obj.pk
+            transaction.on_commit(lambda: recompute_segment.delay(pk), robust=True)
+
+    @admin.display(description=f"Size over the last {SIZE_DAYS} days")
+    def size_over_time(self, obj: Segment) -> str:
+        now = timezone.now()
+        points = segment_size_history(segment=obj, now=now, days=SIZE_DAYS)
+        return size_chart_svg(points, now=now, days=SIZE_DAYS)
 
     @admin.display(description="Live count")
     def live_count(self, obj: Segment) -> str:
