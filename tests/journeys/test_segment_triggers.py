@@ -170,3 +170,78 @@ def test_a_trigger_without_a_segment_filter_takes_every_segment():
     ContactFactory(attributes={"plan": "pro"})
     recompute(seg)
     assert Enrollment.objects.filter(journey=j).count() == 1
+
+
+# --- The journey form offers the triggers in a marketer's words ---------------------------
+
+
+def _journey_post(**fields):
+    return {
+        "name": "Welcome VIPs",
+        "slug": "welcome-vips",
+        "description": "",
+        "trigger_kind": "event",
+        "trigger_segment": "",
+        "trigger_event": "",
+        "trigger_filter": "{}",
+        "entry_policy": "once_at_a_time",
+        "entry_key": "",
+        "goal_event": "",
+        "goal_match": "{}",
+        "category": "marketing",
+        "quiet_hours_start": "21:00",
+        "quiet_hours_end": "08:00",
+        "frequency_cap_action": "hold",
+        "steps-TOTAL_FORMS": "0",
+        "steps-INITIAL_FORMS": "0",
+        "steps-MIN_NUM_FORMS": "0",
+        "steps-MAX_NUM_FORMS": "1000",
+        **fields,
+    }
+
+
+def test_the_journey_form_offers_enters_and_leaves_segment(client):
+    from tests.audiences.test_membership import staff
+
+    client.force_login(staff("marketing"))
+    vip()
+    page = client.get("/admin/journeys/journey/add/").content.decode()
+    assert "When a contact enters a segment" in page and "When a contact leaves a segment" in page
+    assert '<option value="vip">VIP</option>' in page
+
+    missing = client.post(
+        "/admin/journeys/journey/add/", _journey_post(trigger_kind="segment.entered")
+    )
+    assert missing.status_code == 200 and "Pick the segment." in missing.content.decode()
+    saved = client.post(
+        "/admin/journeys/journey/add/",
+        _journey_post(
+            trigger_kind="segment.entered", trigger_segment="vip", trigger_filter='{"x": 1}'
+        ),
+    )
+    assert saved.status_code == 302, saved.content.decode()[:3000]
+    j = Journey.objects.get(slug="welcome-vips")
+    assert (j.trigger_event, j.trigger_filter) == ("segment.entered", {"x": 1, "segment": "vip"})
+    page = client.get(f"/admin/journeys/journey/{j.pk}/change/").content.decode()
+    assert '<option value="segment.entered" selected>' in page
+    assert '<option value="vip" selected>' in page
+
+    no_event = client.post("/admin/journeys/journey/add/", _journey_post(slug="other"))
+    assert "Name the event that starts the journey." in no_event.content.decode()
+    event = client.post(
+        "/admin/journeys/journey/add/", _journey_post(slug="other", trigger_event="order.done")
+    )
+    assert event.status_code == 302
+    assert Journey.objects.get(slug="other").trigger_event == "order.done"
+
+
+def test_a_live_journeys_trigger_is_shown_read_only(client):
+    from tests.audiences.test_membership import staff
+
+    client.force_login(staff("marketing"))
+    vip()
+    j = journey()
+    page = client.get(f"/admin/journeys/journey/{j.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'name="trigger_kind"' not in text and "segment.entered" in text
