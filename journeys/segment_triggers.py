@@ -34,6 +34,19 @@ def _slugs(trigger_filter: Any) -> set[str] | None:
     return {str(s) for s in want} if isinstance(want, list) else {str(want)}
 
 
+def segment_trigger_problems(journey: Journey) -> list[str]:
+    """A segment trigger must name segments that exist (else it would never start)."""
+    if journey.trigger_event not in EVENT_NAMES.values():
+        return []
+    slugs = _slugs(journey.trigger_filter)
+    if not slugs:
+        return []
+    from audiences.models import Segment
+
+    known = set(Segment.objects.filter(slug__in=slugs).values_list("slug", flat=True))
+    return [f"Trigger: there is no segment “{slug}”." for slug in sorted(slugs - known)]
+
+
 def _wanted(changes: list) -> list:
     """The changes some active journey (trigger or goal) or waiting enrollment can use: a
     large first computation of a segment no journey names makes no events. Two queries."""

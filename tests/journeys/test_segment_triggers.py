@@ -245,3 +245,16 @@ def test_a_live_journeys_trigger_is_shown_read_only(client):
     assert page.status_code == 200
     text = page.content.decode()
     assert 'name="trigger_kind"' not in text and "segment.entered" in text
+
+
+def test_a_journey_naming_a_missing_segment_cannot_be_activated():
+    from journeys.services import journey_activate
+
+    vip()
+    j = journey(segment=["vip", "gone"])
+    Journey.objects.filter(pk=j.pk).update(status="draft")
+    j.refresh_from_db()
+    assert journey_activate(journey=j) == ["Trigger: there is no segment “gone”."]
+    j.trigger_filter = {"segment": "vip"}
+    j.save()
+    assert journey_activate(journey=j) == []
