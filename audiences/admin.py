@@ -21,6 +21,7 @@ from messaging.models import Contact
 from . import services
 from .admin_builder import segment_preview_view, size_chart_svg
 from .definition import DefinitionError
+from .dirty import contacts_mark_changed
 from .models import Segment, SegmentMembership, SegmentMembershipChange
 from .selectors import segment_size_history
 
@@ -180,6 +181,10 @@ class SegmentContactAdmin(ContactAdmin):
     """The contact admin, with the action audiences adds (messaging knows nothing of it)."""
 
     actions = [*(ContactAdmin.actions or []), "add_to_static_segment"]
+
+    def save_model(self, request: HttpRequest, obj: Contact, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        contacts_mark_changed([obj.pk])  # its dynamic segments follow within seconds
 
     def has_change_segment_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("audiences.change_segment") and self.has_view_permission(

@@ -236,3 +236,55 @@ def test_a_segment_that_cannot_be_evaluated_does_not_hold_the_others(caplog):
     assert members(loop_a) == set()
     assert marked() == []
     assert "loop-a could not be evaluated" in caplog.text
+
+
+def test_a_contact_added_in_the_admin_is_marked(admin_client, django_capture_on_commit_callbacks):
+    pros = segment("pros", PRO)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/messaging/contact/add/",
+            {
+                "external_id": "by-hand",
+                "timezone": "UTC",
+                "attributes": '{"plan": "pro"}',
+                **{
+                    f"{prefix}-{name}": "0"
+                    for prefix in ("consents", "consent_changes", "enrollments")
+                    for name in ("TOTAL_FORMS", "INITIAL_FORMS")
+                },
+            },
+        )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert marked() == [Contact.objects.get(external_id="by-hand").pk]
+    segments_apply_changed()
+    assert members(pros) == {"by-hand"}
+
+
+def test_message_statuses_and_replies_mark_their_contact(django_capture_on_commit_callbacks):
+    """messaging publishes these after commit (provider_events, transitions); audiences
+    listens without messaging knowing of it."""
+    from messaging import signals
+
+    ana, ben = ContactFactory(), ContactFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        signals.message_status_changed.send(
+            sender=None,
+            message_id=1,
+            contact_id=ana.pk,
+            channel="sms",
+            status="delivered",
+            previous_status="sent",
+            kind="delivered",
+        )
+    assert marked() == [ana.pk]
+    SegmentDirtyContact.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        signals.message_received.send(
+            sender=None,
+            message_id=2,
+            contact_id=ben.pk,
+            channel="sms",
+            in_reply_to_id=None,
+            keyword="",
+        )
+    assert set(marked()) == {ben.pk}
