@@ -84,7 +84,7 @@ class SegmentAdmin(admin.ModelAdmin):
             return [(None, {"fields": main})]
         return [
             (None, {"fields": main}),
-            ("Who matches now", {"fields": ["live_count", "sample"]}),
+            ("Who matches the saved definition", {"fields": ["live_count", "sample"]}),
             (
                 "Membership",
                 {"fields": ["member_count", "last_computed_at", "size_over_time", "history"]},

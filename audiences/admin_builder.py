@@ -96,50 +96,62 @@ def segment_preview_view(request: HttpRequest) -> JsonResponse:
 
 # --- Size over time ------------------------------------------------------------------------
 
-WIDTH, HEIGHT, PAD = 560, 120, 4
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 560, 140, 48, 18, 8
 
 
 def size_chart_svg(points: list[tuple[dt.datetime, int]], *, now: dt.datetime, days: int) -> str:
-    """A small line chart of member counts over the last `days` days (inline SVG; text
-    escaped by format_html)."""
+    """A small step chart of member counts from the first sample of the last `days` days to
+    now: each hour's size holds until the next sample (inline SVG; text escaped by
+    format_html)."""
     if not points:
         return format_html("<p>{}</p>", "No sizes recorded yet: they come with each recompute.")
-    start = now - dt.timedelta(days=days)
-    span = (now - start).total_seconds()
+    start = max(now - dt.timedelta(days=days), points[0][0])
+    span = max((now - start).total_seconds(), 60.0)
     top = max(n for _, n in points) or 1
+    inner_w, inner_h = WIDTH - LEFT - 4, HEIGHT - TOP - BOTTOM
 
-    def xy(at: dt.datetime, n: int) -> tuple[float, float]:
-        x = PAD + (WIDTH - 2 * PAD) * max(0.0, (at - start).total_seconds()) / span
-        y = HEIGHT - PAD - (HEIGHT - 2 * PAD) * n / top
-        return round(x, 1), round(y, 1)
+    def x(at: dt.datetime) -> float:
+        return round(LEFT + inner_w * max(0.0, (at - start).total_seconds()) / span, 1)
 
-    coords = [xy(at, n) for at, n in points]
-    if len(coords) == 1:
-        coords.append((WIDTH - PAD, coords[0][1]))
-    line = " ".join(f"{x},{y}" for x, y in coords)
-    first, last = points[0], points[-1]
+    def y(n: int) -> float:
+        return round(TOP + inner_h - inner_h * n / top, 1)
+
+    steps: list[tuple[float, float]] = []
+    for i, (at, n) in enumerate(points):
+        until = points[i + 1][0] if i + 1 < len(points) else now
+        steps += [(x(at), y(n)), (x(until), y(n))]
+    line = " ".join(f"{px},{py}" for px, py in steps)
+    area = f"{steps[0][0]},{y(0)} {line} {steps[-1][0]},{y(0)}"
+    last = points[-1][1]
     return format_html(
-        '<svg class="segment-size-chart" role="img" width="{}" height="{}" viewBox="0 0 {} {}"'
-        ' aria-label="{}"><rect width="100%" height="100%" fill="none" stroke="#ddd"/>'
-        '<polyline fill="none" stroke="#417690" stroke-width="2" points="{}"/>{}</svg>'
-        "<p>{} members now · highest {} · since {} (last {} days, UTC)</p>",
-        WIDTH,
-        HEIGHT,
-        WIDTH,
-        HEIGHT,
-        f"Members over the last {days} days",
-        line,
-        format_html_join(
+        '<svg class="segment-size-chart" role="img" width="{w}" height="{h}" '
+        'viewBox="0 0 {w} {h}" aria-label="{label}" font-size="11" font-family="sans-serif">'
+        '<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" stroke="#999"/>'
+        '<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#999"/>'
+        '<text x="{tx}" y="{ty_top}" text-anchor="end">{top_n}</text>'
+        '<text x="{tx}" y="{base}" text-anchor="end">0</text>'
+        '<text x="{left}" y="{h}" dy="-2">{since}</text>'
+        '<text x="{right}" y="{h}" dy="-2" text-anchor="end">now</text>'
+        '<polygon fill="#79aec8" fill-opacity="0.35" points="{area}"/>'
+        '<polyline fill="none" stroke="#417690" stroke-width="2" points="{line}"/>{dots}</svg>'
+        "<p>{last} members now · highest {top_n} · since {since} (UTC, one sample an hour)</p>",
+        w=WIDTH,
+        h=HEIGHT,
+        label=f"Members over time: {last} now",
+        left=LEFT,
+        right=WIDTH - 4,
+        top=TOP,
+        base=y(0),
+        tx=LEFT - 4,
+        ty_top=TOP + 8,
+        top_n=top,
+        since=f"{start:%Y-%m-%d %H:00}",
+        area=area,
+        line=line,
+        dots=format_html_join(
             "",
-            '<circle cx="{}" cy="{}" r="2" fill="#417690"><title>{}</title></circle>',
-            (
-                (x, y, f"{at:%Y-%m-%d %H:00}: {n}")
-                # (a single sample is drawn as a flat line: coords has one more point)
-                for (x, y), (at, n) in zip(coords, points, strict=False)
-            ),
+            '<circle cx="{}" cy="{}" r="2.5" fill="#417690"><title>{}</title></circle>',
+            ((x(at), y(n), f"{at:%Y-%m-%d %H:00}: {n}") for at, n in points),
         ),
-        last[1],
-        top,
-        f"{first[0]:%Y-%m-%d %H:00}",
-        days,
+        last=last,
     )

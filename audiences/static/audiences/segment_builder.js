@@ -12,8 +12,17 @@
   function start() {
     const panel = document.getElementById("segment-live");
     const textarea = document.getElementById("id_definition");
-    if (!panel || !textarea) {
+    if (!panel) {
       return;
+    }
+    if (!textarea) {
+      panel.hidden = true; // a view-only page: "Who matches the saved definition" says it
+      return;
+    }
+    // Right under the definition, where the eye is while typing.
+    const row = textarea.closest(".form-row");
+    if (row && row.closest("fieldset")) {
+      row.closest("fieldset").after(panel);
     }
     const status = document.getElementById("segment-live-status");
     const errors = document.getElementById("segment-live-errors");
