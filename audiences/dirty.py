@@ -1,13 +1,14 @@
 """Marking contacts whose dynamic segments need a fresh look (audiences/live.py drains
-them). Marking is one plain INSERT after commit: no unique key, no foreign key, so it never
-waits on a lock and never slows the path that changed the contact."""
+them). Marking is one plain INSERT in the transaction that changed the contact: no unique
+key and no foreign key, so it never waits on a lock, it commits (or rolls back) with the
+change, and it costs no commit of its own (bench/segment_live.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import QuerySet
 
 from .models import SegmentDirtyContact
@@ -18,14 +19,15 @@ def _insert(ids: list[int]) -> None:
 
 
 def contacts_mark_changed(contact_ids: Iterable[int | None]) -> None:
-    """Mark these contacts once the current transaction commits (at once outside one); a
-    rolled-back change marks nothing. A mark lost to a crash is caught by the periodic
-    full recompute."""
+    """Mark these contacts in the current transaction (the drain sees the marks when the
+    change commits; a rolled-back change marks nothing). Listeners of messaging's signals,
+    which are sent after commit, mark in a transaction of their own; a mark lost to a crash
+    between the two is caught by the periodic full recompute."""
     if not settings.SEGMENT_LIVE_UPDATES:
         return
     ids = sorted({int(pk) for pk in contact_ids if pk is not None})
     if ids:
-        transaction.on_commit(lambda: _insert(ids), robust=True)
+        _insert(ids)
 
 
 def contacts_mark_changed_in_transaction(contacts: QuerySet) -> None:

@@ -323,7 +323,7 @@ def event_ingest(
                 request_fingerprint=fingerprint,
             )
             kick(_apply_event(event, now))
-            # Segments with event conditions look at the contact again (after commit).
+            # Segments with event conditions look at the contact again (one INSERT, no lock).
             contacts_mark_changed([contact.pk])
     except IntegrityError:
         if not idempotency_key:
