@@ -14,7 +14,10 @@ class AudiencesConfig(AppConfig):
         signals.contacts_changed.connect(
             receivers.on_contacts_changed, dispatch_uid="audiences.contacts_changed"
         )
-        for name in ("message_status_changed", "message_received", "consent_changed"):
+        signals.message_status_changed.connect(
+            receivers.on_message_status_changed, dispatch_uid="audiences.message_status_changed"
+        )
+        for name in ("message_received", "consent_changed"):
             getattr(signals, name).connect(
                 receivers.on_contact_activity, dispatch_uid=f"audiences.{name}"
             )

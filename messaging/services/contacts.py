@@ -25,12 +25,10 @@ CONTACT_FIELDS = (
 
 
 def contacts_changed_announce(contact_ids: list[int]) -> None:
-    """Tell apps above messaging (audiences' live segments) once the transaction commits."""
-    ids = list(contact_ids)
-    if ids:
-        transaction.on_commit(
-            lambda: signals.contacts_changed.send(sender=Contact, contact_ids=ids), robust=True
-        )
+    """Tell apps above messaging (audiences' live segments) inside the transaction that
+    changed the contacts, so what they write (one mark row) commits or rolls back with it."""
+    if contact_ids:
+        signals.contacts_changed.send(sender=Contact, contact_ids=list(contact_ids))
 
 
 def _clean_contact_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -278,6 +278,18 @@ def test_message_statuses_and_replies_mark_their_contact(django_capture_on_commi
         )
     assert marked() == [ana.pk]
     SegmentDirtyContact.objects.all().delete()
+    # The send path's own steps mark nothing (a delivery stays a fixed list of statements).
+    with django_capture_on_commit_callbacks(execute=True):
+        signals.message_status_changed.send(
+            sender=None,
+            message_id=1,
+            contact_id=ana.pk,
+            channel="sms",
+            status="sent",
+            previous_status="sending",
+            kind="sent",
+        )
+    assert marked() == []
     with django_capture_on_commit_callbacks(execute=True):
         signals.message_received.send(
             sender=None,
