@@ -19,7 +19,7 @@ from messaging.admin import ContactAdmin
 from messaging.models import Contact
 
 from . import services
-from .admin_builder import segment_preview_view, size_chart_svg
+from .admin_builder import builder_options, segment_preview_view, size_chart_svg
 from .definition import DefinitionError
 from .dirty import contacts_mark_changed
 from .models import Segment, SegmentMembership, SegmentMembershipChange
@@ -91,6 +91,20 @@ class SegmentAdmin(admin.ModelAdmin):
             ),
             ("Record", {"fields": ["created_at", "updated_at"]}),
         ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        segment = (
+            Segment.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        )
+        if self.has_change_permission(request, segment) or (
+            segment is None and self.has_add_permission(request)
+        ):
+            if segment is None or segment.kind == Segment.Kind.DYNAMIC:
+                extra_context = {
+                    **(extra_context or {}),
+                    "builder_options": builder_options(exclude=segment.slug if segment else None),
+                }
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         preview = path(

@@ -94,6 +94,20 @@ def segment_preview_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"count": preview.count, "sample": sample, "errors": {}})
 
 
+def builder_options(*, exclude: str | None) -> dict[str, Any]:
+    """What the visual builder offers: contact fields, channels, the other segments."""
+    from channels_app.channels import Channel
+
+    from .conditions import TEXT_FIELDS
+
+    segments = Segment.objects.exclude(slug=exclude or "").order_by("name")
+    return {
+        "fields": list(TEXT_FIELDS),
+        "channels": list(Channel.values),
+        "segments": [{"slug": s, "name": n} for s, n in segments.values_list("slug", "name")],
+    }
+
+
 # --- Size over time ------------------------------------------------------------------------
 
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 560, 140, 48, 18, 8

@@ -129,3 +129,22 @@ def test_saving_a_definition_recomputes_that_segment(client, django_capture_on_c
     seg = Segment.objects.get(slug="j")
     assert SegmentMembership.objects.filter(segment=seg).count() == 1
     assert Segment.objects.get(pk=seg.pk).last_computed_at is not None
+
+
+def test_the_visual_builder_is_offered_to_editors_of_dynamic_segments(client):
+    seg = segment("vip", {"all": []})
+    segment("other", {"all": []})
+    fixed = segment("picked", kind="static")
+    client.force_login(staff("marketing"))
+    page = client.get(f"/admin/audiences/segment/{seg.pk}/change/")
+    options = page.context["builder_options"]
+    assert "timezone" in options["fields"] and "sms" in options["channels"]
+    # every other segment, never itself (a segment cannot include itself)
+    assert [s["slug"] for s in options["segments"]] == ["other", "picked"]
+    assert 'id="segment-visual-builder"' in page.content.decode()
+    assert "builder_options" not in client.get(
+        f"/admin/audiences/segment/{fixed.pk}/change/"
+    ).context
+    assert client.get("/admin/audiences/segment/abc/change/").status_code in (302, 404)
+    client.force_login(staff("viewer"))
+    assert "builder_options" not in client.get(f"/admin/audiences/segment/{seg.pk}/change/").context

@@ -55,3 +55,59 @@ def test_live_count_as_the_definition_is_typed(live_server, page: Page, js_error
     expect(page.locator(".field-size_over_time svg polyline")).to_have_count(1)
     screenshot(page, "segment-size-over-time.png")
     assert js_errors == []
+
+
+def test_the_visual_builder_writes_the_definition(live_server, page: Page, js_errors):  # noqa: F811
+    from audiences.services import segment_create
+    from journeys.models import Event
+
+    expect.set_options(timeout=15_000)
+    user = staff("marketing")
+    user.set_password("a-long-test-password-1")
+    user.save()
+    jaya = ContactFactory(first_name="Jaya", last_name="Putri", timezone="Asia/Jakarta")
+    ContactFactory(first_name="Budi", last_name="Santoso", timezone="Asia/Jakarta")
+    ContactFactory(first_name="Paul", last_name="Martin", timezone="Europe/Paris")
+    Event.objects.create(contact=jaya, name="order.completed", occurred_at=jaya.created_at)
+    segment_create(name="Everyone", slug="everyone", kind="dynamic", definition={"all": []})
+
+    page.goto(f"{live_server.url}/admin/login/")
+    page.get_by_label("Username").fill("marketing")
+    page.get_by_label("Password").fill("a-long-test-password-1")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{live_server.url}/admin/audiences/segment/add/")
+    builder = page.locator("#segment-visual-builder")
+    status = page.locator("#segment-live-status")
+    expect(builder).to_be_visible()
+
+    builder.get_by_role("button", name="Add a condition").click()
+    row = builder.locator(".segment-builder-row").nth(0)
+    row.locator('[data-name="field"]').select_option("timezone")
+    row.locator('[data-name="value"]').fill("Asia/Jakarta")
+    expect(status).to_contain_text("2 contacts match now")
+
+    builder.get_by_role("button", name="Add a condition").click()
+    second = builder.locator(".segment-builder-row").nth(1)
+    second.locator('[data-name="kind"]').select_option("did")
+    second.locator('[data-name="event"]').fill("order.completed")
+    second.locator('[data-name="days"]').fill("30")
+    expect(status).to_contain_text("1 contact matches now")
+    assert json.loads(page.locator("#id_definition").input_value()) == {
+        "all": [
+            {"field": "timezone", "op": "eq", "value": "Asia/Jakarta"},
+            {"event": "order.completed", "within_days": 30},
+        ]
+    }
+    builder.locator('[data-join]').select_option("any")
+    expect(status).to_contain_text("2 contacts match now")
+    screenshot(page, "segment-visual-builder.png")
+
+    # JSON the builder cannot show: it says so, and the JSON stays the truth.
+    page.locator("#id_definition").fill('{"not": {"segment": "everyone"}}')
+    expect(builder.locator("[data-notice]")).to_be_visible()
+    expect(status).to_contain_text("0 contacts match now")
+    # JSON it can show is drawn as rows again.
+    page.locator("#id_definition").fill('{"any": [{"reachable": "sms"}, {"segment": "everyone"}]}')
+    expect(builder.locator(".segment-builder-row")).to_have_count(2)
+    expect(builder.locator('[data-name="segment"]')).to_have_value("everyone")
+    assert js_errors == []
