@@ -93,17 +93,15 @@ class SegmentAdmin(admin.ModelAdmin):
         ]
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        segment = (
-            Segment.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
-        )
-        if self.has_change_permission(request, segment) or (
+        segment = Segment.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        editable = self.has_change_permission(request, segment) or (
             segment is None and self.has_add_permission(request)
-        ):
-            if segment is None or segment.kind == Segment.Kind.DYNAMIC:
-                extra_context = {
-                    **(extra_context or {}),
-                    "builder_options": builder_options(exclude=segment.slug if segment else None),
-                }
+        )
+        if editable and (segment is None or segment.kind == Segment.Kind.DYNAMIC):
+            extra_context = {
+                **(extra_context or {}),
+                "builder_options": builder_options(exclude=segment.slug if segment else None),
+            }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
