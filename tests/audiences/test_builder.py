@@ -142,9 +142,9 @@ def test_the_visual_builder_is_offered_to_editors_of_dynamic_segments(client):
     # every other segment, never itself (a segment cannot include itself)
     assert [s["slug"] for s in options["segments"]] == ["other", "picked"]
     assert 'id="segment-visual-builder"' in page.content.decode()
-    assert "builder_options" not in client.get(
-        f"/admin/audiences/segment/{fixed.pk}/change/"
-    ).context
+    assert (
+        "builder_options" not in client.get(f"/admin/audiences/segment/{fixed.pk}/change/").context
+    )
     assert client.get("/admin/audiences/segment/abc/change/").status_code in (302, 404)
     client.force_login(staff("viewer"))
     assert "builder_options" not in client.get(f"/admin/audiences/segment/{seg.pk}/change/").context

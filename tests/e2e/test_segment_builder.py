@@ -98,7 +98,7 @@ def test_the_visual_builder_writes_the_definition(live_server, page: Page, js_er
             {"event": "order.completed", "within_days": 30},
         ]
     }
-    builder.locator('[data-join]').select_option("any")
+    builder.locator("[data-join]").select_option("any")
     expect(status).to_contain_text("2 contacts match now")
     screenshot(page, "segment-visual-builder.png")
 
