@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # Seconds a batch may take, worst case, before a beat run stops to leave the rest to the next.
 BATCH_SECONDS = 20.0
-EMIT_BATCH = 500
+EMIT_BATCH = 1000
 
 
 def _drain_lock() -> bool:
@@ -103,7 +103,7 @@ def segments_apply_changed(*, batch_size: int | None = None, max_batches: int = 
     return done
 
 
-def segment_changes_emit(*, batch_size: int = EMIT_BATCH, max_batches: int = 20) -> int:
+def segment_changes_emit(*, batch_size: int = EMIT_BATCH, max_batches: int = 50) -> int:
     """Hand logged entries and exits not yet handed on to the listeners
     (`signals.segment_membership_changed`), oldest first, then mark them emitted — in one
     transaction per batch, so a crash before the commit hands them on again and the
