@@ -23,7 +23,7 @@ from django.utils import timezone
 from config import task_limits
 
 from .models import Segment, SegmentDirtyContact, SegmentMembershipChange
-from .services import _apply, segment_members, segment_sizes_record
+from .services import membership_apply, segment_members, segment_sizes_record
 from .signals import SegmentChange, segment_membership_changed
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def segments_evaluate_contacts(*, contact_ids: list[int], now: dt.datetime) -> d
     for segment in segments.order_by("pk"):
         try:
             with transaction.atomic():
-                entered, left = _apply(
+                entered, left = membership_apply(
                     segment=segment,
                     matching=segment_members(segment=segment, now=now),
                     now=now,

@@ -100,7 +100,7 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _apply(
+def membership_apply(
     *,
     segment: Segment,
     matching: QuerySet[Contact],
@@ -208,7 +208,7 @@ def segment_recompute(*, segment: Segment, now: dt.datetime) -> Segment:
         raise ValueError("static segments are never recomputed")
     # One recompute of a segment at a time; a second waits and then finds nothing to do.
     segment = Segment.objects.select_for_update().get(pk=segment.pk)
-    _apply(
+    membership_apply(
         segment=segment, matching=segment_members(segment=segment, now=now), now=now, remove=True
     )
     _store_count(segment, now, computed=True)
@@ -224,7 +224,7 @@ def static_segment_add(*, segment: Segment, contacts: QuerySet[Contact], now: dt
         raise ValueError("only static segments take contacts by hand")
     segment = Segment.objects.select_for_update().get(pk=segment.pk)
     before = segment.memberships.count()
-    _apply(
+    membership_apply(
         segment=segment,
         matching=contacts.filter(erased_at__isnull=True),
         now=now,
