@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -18,10 +19,14 @@ from messaging.admin import ContactAdmin
 from messaging.models import Contact
 
 from . import services
+from .admin_builder import builder_options, segment_preview_view, size_chart_svg
 from .definition import DefinitionError
+from .dirty import contacts_mark_changed
 from .models import Segment, SegmentMembership, SegmentMembershipChange
+from .selectors import segment_size_history
 
 SAMPLE_SIZE = 20
+SIZE_DAYS = 30
 
 
 class SegmentForm(forms.ModelForm):
@@ -57,9 +62,11 @@ class SegmentAdmin(admin.ModelAdmin):
     list_filter = ("kind",)
     search_fields = ("name", "slug", "description")
     actions = ["recompute"]
+    change_form_template = "admin/audiences/segment/change_form.html"
     readonly_fields = (
         "live_count",
         "sample",
+        "size_over_time",
         "history",
         "member_count",
         "last_computed_at",
@@ -77,10 +84,48 @@ class SegmentAdmin(admin.ModelAdmin):
             return [(None, {"fields": main})]
         return [
             (None, {"fields": main}),
-            ("Who matches now", {"fields": ["live_count", "sample"]}),
-            ("Membership", {"fields": ["member_count", "last_computed_at", "history"]}),
+            ("Who matches the saved definition", {"fields": ["live_count", "sample"]}),
+            (
+                "Membership",
+                {"fields": ["member_count", "last_computed_at", "size_over_time", "history"]},
+            ),
             ("Record", {"fields": ["created_at", "updated_at"]}),
         ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        segment = Segment.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        editable = self.has_change_permission(request, segment) or (
+            segment is None and self.has_add_permission(request)
+        )
+        if editable and (segment is None or segment.kind == Segment.Kind.DYNAMIC):
+            extra_context = {
+                **(extra_context or {}),
+                "builder_options": builder_options(exclude=segment.slug if segment else None),
+            }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        preview = path(
+            "preview/",
+            self.admin_site.admin_view(segment_preview_view),
+            name="audiences_segment_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def save_model(self, request: HttpRequest, obj: Segment, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.kind == Segment.Kind.DYNAMIC and (not change or "definition" in form.changed_data):
+            # The membership follows the new definition now, not at the next beat.
+            from .tasks import recompute_segment
+
+            pk = obj.pk
+            transaction.on_commit(lambda: recompute_segment.delay(pk), robust=True)
+
+    @admin.display(description=f"Size over the last {SIZE_DAYS} days")
+    def size_over_time(self, obj: Segment) -> str:
+        now = timezone.now()
+        points = segment_size_history(segment=obj, now=now, days=SIZE_DAYS)
+        return size_chart_svg(points, now=now, days=SIZE_DAYS)
 
     @admin.display(description="Live count")
     def live_count(self, obj: Segment) -> str:
@@ -148,6 +193,10 @@ class SegmentContactAdmin(ContactAdmin):
     """The contact admin, with the action audiences adds (messaging knows nothing of it)."""
 
     actions = [*(ContactAdmin.actions or []), "add_to_static_segment"]
+
+    def save_model(self, request: HttpRequest, obj: Contact, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        contacts_mark_changed([obj.pk])  # its dynamic segments follow within seconds
 
     def has_change_segment_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("audiences.change_segment") and self.has_view_permission(

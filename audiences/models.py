@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 from messaging.fields import SafeJSONField
 from messaging.models import Contact
@@ -71,13 +72,49 @@ class SegmentMembershipChange(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
     change = models.CharField(max_length=8, choices=Change.choices)
     at = models.DateTimeField()
+    # When the change was offered to listeners (journeys' "enters/leaves segment" triggers):
+    # null until then. The change's id makes the event's idempotency key, so offering it
+    # again after a crash creates nothing twice (audiences/live.py).
+    emitted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [
             models.Index(fields=["segment", "-at"], name="segment_change_recent"),
             models.Index(fields=["contact", "-at"], name="segment_change_contact"),
+            models.Index(
+                fields=["id"], name="segment_change_unemitted", condition=Q(emitted_at__isnull=True)
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.contact_id} {self.change} {self.segment_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SegmentDirtyContact(models.Model):
+    """A contact that changed (fields, consent, an event, a message) since its dynamic
+    segments were last evaluated: appended on commit, drained in batches by the live task.
+    No unique key and no foreign key, so marking is one plain INSERT that never waits on a
+    lock; the same contact may appear several times (the drain takes it once)."""
+
+    contact_id = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} changed"
+
+
+class SegmentSize(models.Model):
+    """A segment's member count per hour (the last one measured in that hour)."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="sizes")
+    at = models.DateTimeField(help_text="The start of the hour.")
+    member_count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["segment", "at"]
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "at"], name="segment_size_per_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id}: {self.member_count} at {self.at:%Y-%m-%d %H:00}"

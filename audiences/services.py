@@ -14,7 +14,8 @@ from django.utils import timezone
 from messaging.models import Contact
 
 from .definition import definition_compile, definition_validate, empty_definition_for
-from .models import Segment, SegmentMembership, SegmentMembershipChange
+from .dirty import contacts_mark_changed_in_transaction
+from .models import Segment, SegmentMembership, SegmentMembershipChange, SegmentSize
 
 
 class SegmentInUse(Exception):
@@ -99,12 +100,28 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _apply(*, segment: Segment, matching: QuerySet[Contact], now: dt.datetime, remove: bool):
+def membership_apply(
+    *,
+    segment: Segment,
+    matching: QuerySet[Contact],
+    now: dt.datetime,
+    remove: bool,
+    scope: list[int] | None = None,
+) -> tuple[int, int]:
     """Make the membership table agree with `matching` (a queryset of contacts): insert who
-    is new, delete who is gone (if `remove`), and log both, in set-based statements."""
+    is new, delete who is gone (if `remove`), and log both, in set-based statements. With
+    `scope` (contact ids) only those contacts are considered: `matching` is narrowed to them
+    and only their memberships can be removed. Returns (entered, left)."""
+    if scope is not None:
+        if not scope:
+            return 0, 0
+        matching = matching.filter(pk__in=scope)
     sql, params = matching.order_by().values("id").query.sql_with_params()
     m, h = _table(SegmentMembership), _table(SegmentMembershipChange)
     seg = segment.pk
+    # Only "%s" placeholders are formatted in for the scope; the ids are parameters.
+    in_scope = f" AND contact_id IN ({', '.join(['%s'] * len(scope))})" if scope else ""
+    scope_params = list(scope or [])
     # (S608: only table names and Django's own compiled SQL are formatted in; every value
     # is a parameter.)
     with connection.cursor() as cursor:
@@ -112,7 +129,7 @@ def _apply(*, segment: Segment, matching: QuerySet[Contact], now: dt.datetime, r
             # One statement: every part sees the same snapshot, so the log and the table
             # agree even while contacts change under a READ COMMITTED recompute.
             gone = (
-                f"gone AS (DELETE FROM {m} WHERE segment_id = %s AND contact_id NOT IN "  # noqa: S608
+                f"gone AS (DELETE FROM {m} WHERE segment_id = %s{in_scope} AND contact_id NOT IN "  # noqa: S608
                 f"(SELECT id FROM matching) RETURNING contact_id), "
                 if remove
                 else ""
@@ -122,12 +139,14 @@ def _apply(*, segment: Segment, matching: QuerySet[Contact], now: dt.datetime, r
                 f"WITH matching AS MATERIALIZED ({sql}), {gone}"  # noqa: S608
                 f"new AS (INSERT INTO {m} (segment_id, contact_id, entered_at) "
                 f"SELECT %s, id, %s FROM matching ON CONFLICT (segment_id, contact_id) "
-                f"DO NOTHING RETURNING contact_id) "
-                f"INSERT INTO {h} (segment_id, contact_id, change, at) "
-                f"SELECT %s, contact_id, 'entered', %s FROM new {left}",
+                f"DO NOTHING RETURNING contact_id), "
+                f"logged AS (INSERT INTO {h} (segment_id, contact_id, change, at) "
+                f"SELECT %s, contact_id, 'entered', %s FROM new {left} RETURNING change) "
+                f"SELECT COUNT(*) FILTER (WHERE change = 'entered'), "
+                f"COUNT(*) FILTER (WHERE change = 'left') FROM logged",
                 [
                     *params,
-                    *([seg] if remove else []),
+                    *([seg, *scope_params] if remove else []),
                     seg,
                     now,
                     seg,
@@ -135,30 +154,36 @@ def _apply(*, segment: Segment, matching: QuerySet[Contact], now: dt.datetime, r
                     *([seg, now] if remove else []),
                 ],
             )
-            return
+            entered, gone_count = cursor.fetchone()
+            return entered, gone_count
         # SQLite: one writer at a time (transaction_mode=IMMEDIATE holds the write lock for
         # the whole transaction), so the four statements see the same contacts.
         member = f"SELECT contact_id FROM {m} WHERE segment_id = %s"  # noqa: S608
+        gone_count = 0
         if remove:
             cursor.execute(
                 f"INSERT INTO {h} (segment_id, contact_id, change, at) SELECT %s, contact_id, "  # noqa: S608
-                f"'left', %s FROM {m} WHERE segment_id = %s AND contact_id NOT IN ({sql})",
-                [seg, now, seg, *params],
+                f"'left', %s FROM {m} WHERE segment_id = %s{in_scope} AND contact_id NOT IN "
+                f"({sql})",
+                [seg, now, seg, *scope_params, *params],
             )
+            gone_count = cursor.rowcount
             cursor.execute(
-                f"DELETE FROM {m} WHERE segment_id = %s AND contact_id NOT IN ({sql})",  # noqa: S608
-                [seg, *params],
+                f"DELETE FROM {m} WHERE segment_id = %s{in_scope} AND contact_id NOT IN ({sql})",  # noqa: S608
+                [seg, *scope_params, *params],
             )
         cursor.execute(
             f"INSERT INTO {h} (segment_id, contact_id, change, at) SELECT %s, id, 'entered', "  # noqa: S608
             f"%s FROM ({sql}) AS matching WHERE id NOT IN ({member})",
             [seg, now, *params, seg],
         )
+        entered = cursor.rowcount
         cursor.execute(
             f"INSERT INTO {m} (segment_id, contact_id, entered_at) SELECT %s, id, %s "  # noqa: S608
             f"FROM ({sql}) AS matching WHERE id NOT IN ({member})",
             [seg, now, *params, seg],
         )
+        return entered, gone_count
 
 
 def _store_count(segment: Segment, now: dt.datetime, *, computed: bool) -> None:
@@ -183,11 +208,12 @@ def segment_recompute(*, segment: Segment, now: dt.datetime) -> Segment:
         raise ValueError("static segments are never recomputed")
     # One recompute of a segment at a time; a second waits and then finds nothing to do.
     segment = Segment.objects.select_for_update().get(pk=segment.pk)
-    _apply(
+    membership_apply(
         segment=segment, matching=segment_members(segment=segment, now=now), now=now, remove=True
     )
     _store_count(segment, now, computed=True)
     segment.refresh_from_db(fields=["member_count", "last_computed_at"])
+    segment_sizes_record(sizes={segment.pk: segment.member_count}, now=now)
     return segment
 
 
@@ -198,7 +224,7 @@ def static_segment_add(*, segment: Segment, contacts: QuerySet[Contact], now: dt
         raise ValueError("only static segments take contacts by hand")
     segment = Segment.objects.select_for_update().get(pk=segment.pk)
     before = segment.memberships.count()
-    _apply(
+    membership_apply(
         segment=segment,
         matching=contacts.filter(erased_at__isnull=True),
         now=now,
@@ -206,7 +232,23 @@ def static_segment_add(*, segment: Segment, contacts: QuerySet[Contact], now: dt
     )
     _store_count(segment, now, computed=False)
     segment.refresh_from_db(fields=["member_count"])
+    segment_sizes_record(sizes={segment.pk: segment.member_count}, now=now)
+    # Segments that include this one may now match these contacts.
+    contacts_mark_changed_in_transaction(contacts.values("pk"))
     return segment.member_count - before
+
+
+def segment_sizes_record(*, sizes: dict[int, int], now: dt.datetime) -> None:
+    """Store member counts (segment id → count) as this hour's size: one statement."""
+    if not sizes:
+        return
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    SegmentSize.objects.bulk_create(
+        [SegmentSize(segment_id=pk, at=hour, member_count=n) for pk, n in sizes.items()],
+        update_conflicts=True,
+        unique_fields=["segment", "at"],
+        update_fields=["member_count"],
+    )
 
 
 def segments_recompute_all(*, now: dt.datetime) -> int:

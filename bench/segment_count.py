@@ -80,7 +80,7 @@ def build() -> None:
             INSERT INTO journeys_event (name, contact_id, properties, occurred_at, received_at,
                 source, request_fingerprint, result, processed_at)
             SELECT (ARRAY['order.completed','cart.updated','page.viewed'])[1 + g %% 3],
-                %s + (g * 7919) %% (%s + 1), jsonb_build_object('total', g %% 250),
+                %s + (g::bigint * 7919) %% (%s + 1), jsonb_build_object('total', g %% 250),
                 now() - ((g %% 200) || ' days')::interval, now(), 'api', '', '{}', now()
             FROM generate_series(1, %s) g
             """,

@@ -279,6 +279,16 @@ EVENT_SWEEP_AFTER_SECONDS = env.float("EVENT_SWEEP_AFTER_SECONDS", default=10.0)
 SCHEDULER_INTERVAL_SECONDS = env.float("SCHEDULER_INTERVAL_SECONDS", default=2.0)
 # How often beat recomputes every dynamic segment's membership (entered/left history).
 SEGMENT_RECOMPUTE_INTERVAL_SECONDS = env.float("SEGMENT_RECOMPUTE_INTERVAL_SECONDS", default=300.0)
+# Live segments: a contact that changes (fields, consent, an event, a message) is marked, and
+# a beat task every SEGMENT_LIVE_INTERVAL_SECONDS re-evaluates every dynamic segment for the
+# marked contacts, SEGMENT_LIVE_BATCH_SIZE at a time, then hands new entries and exits to
+# journeys ("enters / leaves segment" triggers). SEGMENT_LIVE_UPDATES=0 stops the marking
+# (the periodic recompute alone then keeps membership).
+SEGMENT_LIVE_UPDATES = env.bool("SEGMENT_LIVE_UPDATES", default=True)
+SEGMENT_LIVE_INTERVAL_SECONDS = env.float("SEGMENT_LIVE_INTERVAL_SECONDS", default=5.0)
+SEGMENT_LIVE_BATCH_SIZE = env.int("SEGMENT_LIVE_BATCH_SIZE", default=1000)
+# The admin builder's live count gives up after this long (PostgreSQL statement timeout).
+SEGMENT_PREVIEW_TIMEOUT_SECONDS = env.float("SEGMENT_PREVIEW_TIMEOUT_SECONDS", default=5.0)
 # How long a process may reuse the set of event names active journeys use (to flag an event
 # that starts nothing); saving a journey or step drops it at once in the shared cache.
 JOURNEY_EVENTS_CACHE_SECONDS = env.float("JOURNEY_EVENTS_CACHE_SECONDS", default=5.0)

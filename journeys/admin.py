@@ -20,7 +20,10 @@ from .dryrun import dry_run
 from .forms import KIND_FIELDS, DryRunForm, StepForm
 from .models import Enrollment, Event, Journey, Step, SurveyResponse
 from .stats import journey_stats
+from .trigger_form import JourneyForm
 from .validation import journey_problems
+
+_TRIGGER_CHOICE = ("trigger_kind", "trigger_segment")
 
 
 def _is_live(journey: Journey | None) -> bool:
@@ -73,12 +76,14 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
     readonly_fields = ("stats",)
     actions = ["activate", "pause", "archive", "duplicate", "new_version"]
     change_form_template = "admin/journeys/journey/change_form.html"
+    form = JourneyForm
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "status", "version")}),
         (
             "Entry",
             {
                 "fields": (
+                    ("trigger_kind", "trigger_segment"),
                     "trigger_event",
                     "trigger_filter",
                     ("entry_policy", "entry_key"),
@@ -101,6 +106,15 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
 
     class Media:
         js = ("journeys/step_form.js",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Journey | None = None):
+        if not _is_live(obj):
+            return self.fieldsets
+        # A live journey's trigger is read-only: the segment choice is shown by the fields.
+        return [
+            (name, {**opts, "fields": [f for f in opts["fields"] if f != _TRIGGER_CHOICE]})
+            for name, opts in self.fieldsets
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Journey | None = None):
         readonly = ["stats", "version", "status"]

@@ -18,6 +18,10 @@ class JourneysConfig(AppConfig):
 
         template_usage.register()
 
+        from . import segment_triggers
+
+        segment_triggers.register()
+
         from .staff_groups import ensure_staff_groups
 
         post_migrate.connect(ensure_staff_groups, sender=self, dispatch_uid="journeys.groups")

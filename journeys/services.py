@@ -10,6 +10,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from audiences.dirty import contacts_mark_changed
 from messaging.models import Contact, Direction, Touchpoint
 from messaging.services import idempotent_replay, touchpoint_record
 
@@ -322,6 +323,8 @@ def event_ingest(
                 request_fingerprint=fingerprint,
             )
             kick(_apply_event(event, now))
+            # Segments with event conditions look at the contact again (one INSERT, no lock).
+            contacts_mark_changed([contact.pk])
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -448,6 +451,7 @@ def events_apply_pending(*, older_than: float = 0.0, max_batches: int = 50) -> i
                         result={"error": type(exc).__name__}, processed_at=now
                     )
             kick(to_kick)
+            contacts_mark_changed(event.contact_id for event in batch)
             if held:
                 batch = [event for event in batch if event.contact_id not in held]
             if len(batch) < len(claimed):

@@ -10,6 +10,7 @@ from messaging.models import Template
 
 from .keyed import entry_key_problems, match_problems
 from .models import Journey, Step
+from .segment_triggers import segment_trigger_problems
 
 END = "end"
 SENDING_KINDS = (Step.Kind.SEND, Step.Kind.SURVEY)
@@ -107,7 +108,11 @@ def journey_problems(journey: Journey, steps: list[Step] | None = None) -> list[
         return ["The journey has no trigger event."]
     if not steps:
         return ["The journey has no steps."]
-    keyed = match_problems(journey.goal_match, "Goal") + entry_key_problems(journey.entry_key)
+    keyed = (
+        match_problems(journey.goal_match, "Goal")
+        + entry_key_problems(journey.entry_key)
+        + segment_trigger_problems(journey)
+    )
     if journey.goal_match and not journey.goal_event:
         keyed.append("Goal: a goal match needs a goal event.")
     keys = [s.key for s in steps]

@@ -33,6 +33,7 @@ from .models import (
     Touchpoint,
 )
 from .services import touchpoint_record
+from .services.contacts import contacts_changed_announce
 
 logger = logging.getLogger(__name__)
 
@@ -549,6 +550,8 @@ def contact_erase(*, contact: Contact, actor: str = "api") -> dict[str, int]:
         counts["contacts"] = int(bool(changed))
         if changed:
             locked.save(update_fields=[*changed, "updated_at"])
+        # An erased contact leaves every segment now, not at the next recompute.
+        contacts_changed_announce([locked.pk])
         touchpoint_record(
             contact_id=locked.pk,
             kind=ERASED_KIND,

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 
 from channels_app.channels import Channel, normalize_phone
 
+from .. import signals
 from ..models import ConsentSource, Contact, Message
 from .consent import consent_set
 
@@ -21,6 +22,13 @@ CONTACT_FIELDS = (
     "timezone",
     "preferred_channel",
 )
+
+
+def contacts_changed_announce(contact_ids: list[int]) -> None:
+    """Tell apps above messaging (audiences' live segments) inside the transaction that
+    changed the contacts, so what they write (one mark row) commits or rolls back with it."""
+    if contact_ids:
+        signals.contacts_changed.send(sender=Contact, contact_ids=list(contact_ids))
 
 
 def _clean_contact_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -79,8 +87,9 @@ def contact_upsert(
                 # Another request created it first: update that one instead.
                 contact = Contact.objects.select_for_update().get(external_id=external_id)
                 created = False
-        if not created:
-            _apply_contact_changes(contact, fields, data)
+        changed = created or _apply_contact_changes(contact, fields, data)
+        if changed:
+            contacts_changed_announce([contact.pk])
         for channel, status in (data.get("consent") or {}).items():
             consent_set(
                 contact=contact,
@@ -110,10 +119,10 @@ def _contact_changes(contact: Contact, fields: dict[str, Any], data: dict[str, A
     return changed
 
 
-def _apply_contact_changes(contact: Contact, fields: dict[str, Any], data: dict[str, Any]) -> None:
+def _apply_contact_changes(contact: Contact, fields: dict[str, Any], data: dict[str, Any]) -> bool:
     changed = _contact_changes(contact, fields, data)
     if not changed:
-        return  # nothing to write: an UPDATE of every column would only churn the row
+        return False  # nothing to write: an UPDATE of every column would only churn the row
     for name in changed & set(fields):
         if name in _ADDRESS_FLAGS:
             setattr(contact, _ADDRESS_FLAGS[name], False)
@@ -122,6 +131,7 @@ def _apply_contact_changes(contact: Contact, fields: dict[str, Any], data: dict[
     if "attributes" in changed:
         contact.attributes = _merge_attributes(contact.attributes, data["attributes"])
     contact.save(update_fields=[*sorted(changed), "updated_at"])
+    return True
 
 
 def contact_update(
@@ -135,7 +145,8 @@ def contact_update(
     address a request named)."""
     with transaction.atomic():
         locked = Contact.objects.select_for_update().get(pk=contact.pk)
-        _apply_contact_changes(locked, _clean_contact_fields(data), data)
+        if _apply_contact_changes(locked, _clean_contact_fields(data), data):
+            contacts_changed_announce([locked.pk])
         for channel, status in (data.get("consent") or {}).items():
             consent_set(
                 contact=locked,
@@ -157,5 +168,9 @@ def mark_address_bad(message: Message) -> None:
     if current is None:
         return
     address = current[0] or (current[1] if field == "whatsapp" else "")
-    if address and address.lower() == message.to_address.lower():
-        Contact.objects.filter(pk=message.contact_id).update(**{_ADDRESS_FLAGS[field]: True})
+    if (
+        address
+        and address.lower() == message.to_address.lower()
+        and Contact.objects.filter(pk=message.contact_id).update(**{_ADDRESS_FLAGS[field]: True})
+    ):
+        contacts_changed_announce([message.contact_id])

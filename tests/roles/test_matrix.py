@@ -302,6 +302,16 @@ STAFF_URLS: list[UrlCase] = [
     UrlCase("touchline-dashboard-data", "get", _no_args, ALL),
     UrlCase("touchline-journey-dashboard", "get", lambda w: [w.active_journey.pk], ALL),
     UrlCase("touchline-journey-dashboard-data", "get", lambda w: [w.active_journey.pk], ALL),
+    # The segment builder's live count: read-only, for everyone who sees segments.
+    UrlCase(
+        "admin:audiences_segment_preview",
+        "post",
+        _no_args,
+        ALL,
+        data=lambda w: {"definition": {"field": "timezone", "op": "exists"}},
+        json=True,
+        changes_nothing=True,
+    ),
 ]
 
 
