@@ -81,3 +81,6 @@ class SegmentMembershipChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_id} {self.change} {self.segment_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+from .import_models import ContactImport, ContactImportError  # noqa: E402,F401

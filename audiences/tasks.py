@@ -15,3 +15,6 @@ BEAT_TASK_OPTIONS = {"ignore_result": True, "time_limit": 600, "soft_time_limit"
 def recompute_segments() -> int:
     """Recompute every dynamic segment (beat, every SEGMENT_RECOMPUTE_INTERVAL_SECONDS)."""
     return services.segments_recompute_all(now=timezone.now())
+
+
+from .import_tasks import resume_stalled_imports, run_import, validate_import  # noqa: E402,F401

@@ -38,6 +38,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "audiences.recompute_segments",
             "schedule": settings.SEGMENT_RECOMPUTE_INTERVAL_SECONDS,
         },
+        "resume-stalled-imports": {
+            "task": "audiences.resume_stalled_imports",
+            "schedule": settings.SEGMENT_RECOMPUTE_INTERVAL_SECONDS,
+        },
         "dispatch-due-webhooks": {
             "task": "outbound.dispatch_due_webhooks",
             "schedule": settings.OUTBOUND_WEBHOOK_DISPATCH_INTERVAL_SECONDS,

@@ -278,6 +278,12 @@ EVENT_SWEEP_AFTER_SECONDS = env.float("EVENT_SWEEP_AFTER_SECONDS", default=10.0)
 SCHEDULER_INTERVAL_SECONDS = env.float("SCHEDULER_INTERVAL_SECONDS", default=2.0)
 # How often beat recomputes every dynamic segment's membership (entered/left history).
 SEGMENT_RECOMPUTE_INTERVAL_SECONDS = env.float("SEGMENT_RECOMPUTE_INTERVAL_SECONDS", default=300.0)
+# Contact import (docs/IMPORT.md): rows per batch (one transaction and checkpoint each), the
+# largest upload the API takes (the admin has no limit of its own), and how long a running
+# import's checkpoint may stand still before the beat sweeper queues it again.
+IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=2000)
+IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+IMPORT_STALL_SECONDS = env.float("IMPORT_STALL_SECONDS", default=600.0)
 # How long a process may reuse the set of event names active journeys use (to flag an event
 # that starts nothing); saving a journey or step drops it at once in the shared cache.
 JOURNEY_EVENTS_CACHE_SECONDS = env.float("JOURNEY_EVENTS_CACHE_SECONDS", default=5.0)
