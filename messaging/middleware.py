@@ -11,7 +11,6 @@ from django.urls import Resolver404, resolve
 
 from .input_rules import text_problem
 
-
 UPLOAD_PATHS = frozenset({"/api/v1/imports/", "/api/v1/imports"})
 
 
