@@ -40,6 +40,11 @@ GROUPS: dict[str, list[str]] = {
         "audiences.view_segment",
         "audiences.view_segmentmembership",
         "audiences.view_segmentmembershipchange",
+        # contact imports (upload, validate, run) and segment exports (personal data in bulk)
+        "audiences.add_contactimport",
+        "audiences.change_contactimport",
+        "audiences.view_contactimport",
+        "audiences.export_contacts",
     ],
     # the inbox and contacts
     "Support": [
