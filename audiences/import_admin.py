@@ -56,7 +56,7 @@ class ContactImportForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["mapping"].required = False
         if self.instance.pk:
-            self.fields.pop("file")
+            self.fields.pop("file", None)
 
     def clean(self):
         cleaned = super().clean()
@@ -144,6 +144,8 @@ class ContactImportAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def save_model(self, request: HttpRequest, obj: ContactImport, form, change: bool) -> None:
+        if change and not {"mapping", "consent_source"} & set(form.changed_data):
+            return  # nothing editable changed (a finished import's page saved as it is)
         try:
             if change:
                 saved = import_change_mapping(

@@ -39,7 +39,9 @@ def run_import(import_id: int) -> None:
         run_import.delay(import_id)
 
 
-@shared_task(name="audiences.resume_stalled_imports", ignore_result=True, time_limit=60)
+@shared_task(
+    name="audiences.resume_stalled_imports", ignore_result=True, time_limit=60, soft_time_limit=50
+)
 def resume_stalled_imports() -> int:
     """Beat: a running import whose checkpoint stood still (its task was lost) is queued
     again; it continues after its last committed batch."""
