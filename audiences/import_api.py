@@ -137,7 +137,7 @@ class ImportListView(APIView):
         return paginator.get_paginated_response(data)
 
     @extend_schema(
-        request={"multipart/form-data": ImportUploadInput},
+        request=ImportUploadInput,
         responses={201: ImportOutput},
         summary="Upload a CSV of contacts",
         description="The header is checked against the mapping at once (400 with errors at "
