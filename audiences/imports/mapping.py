@@ -76,9 +76,9 @@ def parse_target(text: Any) -> Target:
     if lowered.startswith("attributes."):
         name, _, kind = spelled[len("attributes.") :].partition(":")
         kind = (kind or "string").lower()
-        if not _ATTRIBUTE_NAME.fullmatch(name):
+        if not _ATTRIBUTE_NAME.fullmatch(name) or "__" in name:
             raise CellError(
-                f"“{name}” is not an attribute name (letters, digits and _; a letter first)."
+                f"“{name}” is not an attribute name (letters, digits, single _; a letter first)."
             )
         if kind not in ATTRIBUTE_TYPES:
             raise CellError(f"Attribute type “{kind}”: choose {', '.join(ATTRIBUTE_TYPES)}.")
