@@ -4,9 +4,13 @@ number of statements per batch whatever the number of contacts or rows."""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection, models
 from django.utils import timezone
 
 from messaging.models import Consent, ConsentSource, ConsentStatus, Contact
@@ -190,7 +194,7 @@ def process_batch(
     for row in parsed:
         contact = index.find(row)
         if contact is None:
-            contact = Contact(created_via=Contact.CreatedVia.IMPORT)
+            contact = _new_contact_type()()
             _apply(contact, row)
             created.append(contact)
             contacts[id(contact)] = contact
@@ -221,7 +225,7 @@ def process_batch(
     if dry_run:
         return result
     now = timezone.now()
-    Contact.objects.bulk_create(created)
+    insert_contacts(created, now=now)
     to_update = [contacts[key] for key in changed_fields]
     if to_update:
         names = set().union(*changed_fields.values())
@@ -239,3 +243,58 @@ def process_batch(
             occurred_at=now,
         )
     return result
+
+
+@functools.cache
+def _new_contact_type() -> type:
+    """A contact still to be created: the model's field defaults as class attributes, the
+    row's values set on it (a Contact() costs more than all the rest of a row's work)."""
+    defaults = {f.attname: f.get_default() for f in Contact._meta.concrete_fields}
+    defaults["created_via"] = Contact.CreatedVia.IMPORT.value
+    return type("NewContact", (), {**defaults, "pk": None})
+
+
+# Below this many new contacts the ORM's INSERT is as quick as COPY.
+COPY_FROM = 50
+
+
+def insert_contacts(created: list[Any], *, now: dt.datetime) -> None:
+    """INSERT the batch's new contacts, setting their primary keys. On PostgreSQL: ids drawn
+    from the table's sequence in one statement, then one COPY (the ORM's multi-row INSERT
+    costs more than the rest of the import together)."""
+    for contact in created:
+        contact.created_at = contact.updated_at = now
+    if connection.vendor != "postgresql" or len(created) < COPY_FROM:
+        names = [f.attname for f in Contact._meta.concrete_fields if not f.primary_key]
+        rows = [Contact(**{name: getattr(c, name) for name in names}) for c in created]
+        Contact.objects.bulk_create(rows)
+        for contact, row in zip(created, rows, strict=True):
+            contact.pk = row.pk
+        return
+    table = Contact._meta.db_table
+    pk_field = Contact._meta.pk
+    fields = [f for f in Contact._meta.concrete_fields if not f.primary_key]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [table, pk_field.column, len(created)],
+        )
+        for contact, (pk,) in zip(created, cursor.fetchall(), strict=True):
+            contact.pk = pk
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in [pk_field, *fields])
+        json_fields = {f.attname for f in fields if isinstance(f, models.JSONField)}
+        attnames = [f.attname for f in fields]
+        copy_sql = f"COPY {connection.ops.quote_name(table)} ({columns}) FROM STDIN"
+        with cursor.cursor.copy(copy_sql) as copy:
+            for contact in created:
+                copy.write_row(
+                    [
+                        contact.pk,
+                        *(
+                            json.dumps(getattr(contact, name))
+                            if name in json_fields
+                            else getattr(contact, name)
+                            for name in attnames
+                        ),
+                    ]
+                )
