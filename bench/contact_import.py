@@ -66,9 +66,25 @@ def bare_copy(conn) -> float:
             for n in range(ROWS):
                 ext, email, phone, first, last, zone, plan, orders = row(n)
                 copy.write_row(
-                    (ext, email, phone, "", first, last, "", zone, "",
-                     json.dumps({"plan": plan, "orders": orders}), "import",
-                     False, False, False, False, "now", "now")
+                    (
+                        ext,
+                        email,
+                        phone,
+                        "",
+                        first,
+                        last,
+                        "",
+                        zone,
+                        "",
+                        json.dumps({"plan": plan, "orders": orders}),
+                        "import",
+                        False,
+                        False,
+                        False,
+                        False,
+                        "now",
+                        "now",
+                    )
                 )
         conn.commit()
         return time.perf_counter() - started

@@ -241,6 +241,7 @@ def process_batch(
             note=consent_note,
             actor_id=actor_id,
             occurred_at=now,
+            never_resubscribe=True,
         )
     return result
 

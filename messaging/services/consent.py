@@ -107,10 +107,14 @@ def consent_set_many(
     note: str = "",
     actor_id: int | None = None,
     occurred_at: datetime | None = None,
+    never_resubscribe: bool = False,
 ) -> int:
     """`consent_set` for many contacts at once ({(contact_id, channel): status}): the same
     Consent, ConsentChange (ledger) and timeline rows and signals, in a fixed number of
-    statements whatever the number of contacts. Returns how many consents changed."""
+    statements whatever the number of contacts. Returns how many consents changed.
+
+    `never_resubscribe` (imports): an `unsubscribed` consent is left as it is, decided under
+    the row lock, so a STOP that lands while the caller prepared its batch still wins."""
     if not changes:
         return 0
     now = occurred_at or timezone.now()
@@ -129,6 +133,8 @@ def consent_set_many(
             consent = current.get((contact_id, channel))
             previous = consent.status if consent else ConsentStatus.UNKNOWN
             if previous == status:
+                continue
+            if never_resubscribe and previous == ConsentStatus.UNSUBSCRIBED:
                 continue
             if consent is None:
                 created.append(
