@@ -22,7 +22,10 @@ from bench import common as c
 ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "0")) or c.scaled(100_000, 5_000)
 ZONES = ("Asia/Jakarta", "Europe/Paris", "UTC", "America/New_York")
 PLANS = ("pro", "team", "free")
-HEADER = "external_id,email,phone,first_name,last_name,timezone,attributes.plan,attributes.orders:number\n"
+HEADER = (
+    "external_id,email,phone,first_name,last_name,timezone,attributes.plan,"
+    "attributes.orders:number\n"
+)
 
 
 def row(n: int) -> tuple:
