@@ -173,7 +173,9 @@ def process_batch(
     """Match, compare and (unless `dry_run`) write one batch; call inside a transaction."""
     result = BatchResult()
     parsed = parse_rows(rows, targets, width, result)
-    index = _Index(parsed, lock=not dry_run)
+    # Read without locks: most rows of a re-run change nothing, and those are never locked
+    # or written. The contacts that do change are locked and the rows re-applied below.
+    index = _Index(parsed, lock=False)
     existing_ids = {
         c.pk
         for group in (index.by_ext, index.any["email"], index.any["phone"])
@@ -190,6 +192,7 @@ def process_batch(
     created: list[Contact] = []
     changed_fields: dict[int, set[str]] = {}  # by id(contact): what to UPDATE
     contacts: dict[int, Contact] = {}
+    rows_of: dict[int, list[Parsed]] = {}  # by id(contact), existing contacts only
     wanted: dict[tuple[int, str], str] = {}  # (id(contact), channel) -> status
     for row in parsed:
         contact = index.find(row)
@@ -201,6 +204,8 @@ def process_batch(
             index.keep(contact)
             outcome = "created"
         else:
+            if contact.pk is not None:
+                rows_of.setdefault(id(contact), []).append(row)
             changes = _apply(contact, row)
             if changes:
                 contacts[id(contact)] = contact
@@ -226,12 +231,8 @@ def process_batch(
         return result
     now = timezone.now()
     insert_contacts(created, now=now)
-    to_update = [contacts[key] for key in changed_fields]
-    if to_update:
-        names = set().union(*changed_fields.values())
-        for contact in to_update:
-            contact.updated_at = now
-        Contact.objects.bulk_update(to_update, [*sorted(names), "updated_at"], batch_size=500)
+    if changed_fields:
+        _update_locked({contacts[key].pk: rows_of[key] for key in changed_fields}, now=now)
     if wanted:
         consent_set_many(
             changes={
@@ -244,6 +245,23 @@ def process_batch(
             never_resubscribe=True,
         )
     return result
+
+
+def _update_locked(rows_by_pk: dict[int, list[Parsed]], *, now: dt.datetime) -> None:
+    """Lock the contacts that change, apply their rows again to what is stored now (a
+    concurrent change is not overwritten with a stale copy), and UPDATE what differs."""
+    fresh = Contact.objects.select_for_update().filter(pk__in=rows_by_pk, erased_at__isnull=True)
+    to_update, names = [], set()
+    for contact in fresh.order_by("pk"):
+        changes = set()
+        for row in rows_by_pk[contact.pk]:
+            changes |= _apply(contact, row)
+        if changes:
+            contact.updated_at = now
+            to_update.append(contact)
+            names |= changes
+    if to_update:
+        Contact.objects.bulk_update(to_update, [*sorted(names), "updated_at"], batch_size=500)
 
 
 @functools.cache

@@ -47,7 +47,15 @@ def test_re_running_the_same_file_changes_nothing():
     imported(HEADER + ROWS, consent_source=SOURCE)
     before = dict(Contact.objects.values_list("pk", "updated_at"))
     ledger = ConsentChange.objects.count()
-    again = imported(HEADER + ROWS, consent_source=SOURCE)
+    with CaptureQueriesContext(connection) as captured:
+        again = imported(HEADER + ROWS, consent_source=SOURCE)
+    touching = [
+        q["sql"]
+        for q in captured.captured_queries
+        if '"messaging_contact"' in q["sql"]
+        and ("FOR UPDATE" in q["sql"] or q["sql"].startswith(("UPDATE", "INSERT")))
+    ]
+    assert touching == []  # not even a row lock
     assert (again.created_count, again.updated_count, again.unchanged_count) == (0, 0, 3)
     assert dict(Contact.objects.values_list("pk", "updated_at")) == before
     assert ConsentChange.objects.count() == ledger
