@@ -29,6 +29,7 @@ from .imports import (
     import_change_mapping,
     import_check,
     import_create,
+    import_delete,
 )
 from .imports.reader import FileError, read_header
 from .models import Segment
@@ -142,6 +143,13 @@ class ContactImportAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
+
+    def delete_model(self, request: HttpRequest, obj: ContactImport) -> None:
+        import_delete(contact_import=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ContactImport]) -> None:
+        for contact_import in queryset:  # imports, not contacts: each with its file
+            import_delete(contact_import=contact_import)
 
     def save_model(self, request: HttpRequest, obj: ContactImport, form, change: bool) -> None:
         if change and not {"mapping", "consent_source"} & set(form.changed_data):

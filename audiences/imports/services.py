@@ -278,6 +278,16 @@ def import_error_rows(*, contact_import: ContactImport) -> Iterator[tuple[int, s
     )
 
 
+def import_delete(*, contact_import: ContactImport) -> None:
+    """Delete an import, its error rows and its stored file (the file holds personal data;
+    contacts already imported stay)."""
+    name = contact_import.file.name
+    storage = contact_import.file.storage
+    contact_import.delete()
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))
+
+
 def imports_stalled(*, older_than: dt.timedelta) -> list[int]:
     """Running imports whose checkpoint has not moved for `older_than` (a lost task)."""
     cutoff = timezone.now() - older_than

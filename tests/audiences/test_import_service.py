@@ -212,3 +212,15 @@ def test_consent_set_many_writes_what_consent_set_writes_and_can_refuse_resubscr
         )
 
     assert shape(many) == shape(one)
+
+
+def test_deleting_an_import_deletes_its_file(django_capture_on_commit_callbacks):
+    from audiences.imports import import_delete
+
+    contact_import = uploaded("external_id\nc-1\n")
+    storage, name = contact_import.file.storage, contact_import.file.name
+    assert storage.exists(name)
+    with django_capture_on_commit_callbacks(execute=True):
+        import_delete(contact_import=contact_import)
+    assert not storage.exists(name)
+    assert not ContactImport.objects.exists()
