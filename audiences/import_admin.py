@@ -55,14 +55,15 @@ class ContactImportForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["mapping"].required = False
+        if "mapping" in self.fields:
+            self.fields["mapping"].required = False
         if self.instance.pk:
             self.fields.pop("file", None)
 
     def clean(self):
         cleaned = super().clean()
-        if self.errors:
-            return cleaned
+        if self.errors or "mapping" not in self.fields:
+            return cleaned  # (a started import's page: nothing editable)
         mapping = cleaned.get("mapping") or {}
         if not isinstance(mapping, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()

@@ -167,3 +167,13 @@ def test_static_list_refuses_dynamic_segments_and_files_without_a_key(now):
             operation="add",
             now=now,
         )
+
+
+def test_static_segment_page_links_to_the_list_upload(admin_client):
+    seg = segment("list", kind="static")
+    page = admin_client.get(f"/admin/audiences/segment/{seg.pk}/change/")
+    assert page.status_code == 200
+    assert f"/admin/audiences/segment/{seg.pk}/static-list/".encode() in page.content
+    dynamic = segment("dyn", {"all": []})
+    page = admin_client.get(f"/admin/audiences/segment/{dynamic.pk}/change/")
+    assert page.status_code == 200 and b"static-list" not in page.content

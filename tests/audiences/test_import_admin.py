@@ -77,6 +77,10 @@ def test_marketer_uploads_validates_and_runs_an_import(
     assert (change.changed_by, change.note) == (marketer, "newsletter form, 2026-10")
     report = b"".join(client.get(base + "errors.csv").streaming_content).decode()
     assert "3,email," in report
+    page = client.get(base + "change/")
+    assert page.status_code == 200 and b"Completed" in page.content
+    assert b"Run import" not in page.content
+    assert client.post(base + "change/", {}).status_code == 302  # saved as it is: no change
 
 
 def test_a_user_without_the_permission_cannot_run_an_import(client):
@@ -93,3 +97,19 @@ def test_a_user_without_the_permission_cannot_run_an_import(client):
     )
     contact_import.refresh_from_db()
     assert contact_import.status == "validated"
+
+
+def test_changing_the_mapping_asks_for_a_new_validation(client, marketer):
+    _add(client, {"Newsletter": "ignore"})
+    contact_import = ContactImport.objects.get()
+    contact_import.status, contact_import.validation = "validated", {"rows": 2}
+    contact_import.save()
+    url = f"/admin/audiences/contactimport/{contact_import.pk}/change/"
+    refused = client.post(url, {"mapping": json.dumps({"Newsletter": "nonsense"})})
+    assert refused.status_code == 200
+    assert "Newsletter: Unknown target" in str(refused.context["adminform"].form.errors)
+    changed = client.post(url, {"mapping": json.dumps({"Newsletter": "attributes.news:boolean"})})
+    assert changed.status_code == 302
+    contact_import.refresh_from_db()
+    assert contact_import.mapping == {"Newsletter": "attributes.news:boolean"}
+    assert (contact_import.status, contact_import.validation) == ("uploaded", {})
