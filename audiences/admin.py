@@ -232,3 +232,4 @@ class SegmentContactAdmin(ContactAdmin):
 
 admin.site.unregister(Contact)
 admin.site.register(Contact, SegmentContactAdmin)
+from . import import_admin  # noqa: E402,F401

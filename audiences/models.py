@@ -118,3 +118,6 @@ class SegmentSize(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment_id}: {self.member_count} at {self.at:%Y-%m-%d %H:00}"
+
+
+from .import_models import ContactImport, ContactImportError  # noqa: E402,F401

@@ -41,3 +41,6 @@ def apply_changed_contacts() -> int:
     evaluated = live.segments_apply_changed()
     emitted = live.segment_changes_emit()
     return evaluated + emitted
+
+
+from .import_tasks import resume_stalled_imports, run_import, validate_import  # noqa: E402,F401

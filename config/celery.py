@@ -42,6 +42,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "audiences.apply_changed_contacts",
             "schedule": settings.SEGMENT_LIVE_INTERVAL_SECONDS,
         },
+        "resume-stalled-imports": {
+            "task": "audiences.resume_stalled_imports",
+            "schedule": settings.SEGMENT_RECOMPUTE_INTERVAL_SECONDS,
+        },
         "dispatch-due-webhooks": {
             "task": "outbound.dispatch_due_webhooks",
             "schedule": settings.OUTBOUND_WEBHOOK_DISPATCH_INTERVAL_SECONDS,

@@ -46,6 +46,11 @@ GROUPS: dict[str, list[str]] = {
         "campaigns.view_broadcast",
         "campaigns.launch_broadcast",
         "campaigns.view_broadcastrecipient",
+        # contact imports (upload, validate, run) and segment exports (personal data in bulk)
+        "audiences.add_contactimport",
+        "audiences.change_contactimport",
+        "audiences.view_contactimport",
+        "audiences.export_contacts",
     ],
     # the inbox and contacts
     "Support": [

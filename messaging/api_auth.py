@@ -35,6 +35,8 @@ ALL_SCOPES = (
     "surveys:read",
     "segments:read",
     "segments:write",
+    "imports:read",
+    "imports:write",
     "webhooks:manage",
 )
 KEYWORD = "Api-Key"

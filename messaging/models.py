@@ -37,6 +37,7 @@ class Contact(models.Model):
         ADMIN = "admin", "Admin"
         INBOUND = "inbound", "Inbound message"
         EVENT = "event", "Event"
+        IMPORT = "import", "CSV import"
 
     external_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     email = models.EmailField(max_length=254, blank=True, db_index=True)

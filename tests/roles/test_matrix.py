@@ -17,6 +17,7 @@ import pytest
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -26,7 +27,7 @@ from audit.models import AuditEntry
 from audit.services import audit_record
 from journeys.models import Enrollment, Journey
 from journeys.staff_groups import GROUPS, ensure_staff_groups
-from messaging.models import Consent, ConsentChange, Conversation, Message
+from messaging.models import Consent, ConsentChange, Contact, Conversation, Message
 
 from .world import ALL, NOBODY, ROLES, SUPERUSER, World, assert_untouched, fresh, login, snapshot
 
@@ -51,6 +52,7 @@ SELECT: dict[str, Callable[[World], Any]] = {
     "audiences.segmentmembershipchange": lambda w: SegmentMembershipChange.objects.create(
         segment=w.objects["static_segment"], contact=w.customer, change="entered", at=timezone.now()
     ),
+    "audiences.contactimport": lambda w: w.objects["contact_import"],
     "outbound.webhooksubscription": lambda w: w.subscription,
     "outbound.webhookdelivery": lambda w: w.delivery,
     # The two ledgers: nobody deletes from them, superusers included.
@@ -149,6 +151,11 @@ ACTIONS: dict[tuple[str, str], ActionRow] = {
             segment=w.objects["static_segment"], contact=w.customer
         ).exists(),
     ),
+    # Exporting a segment's contacts (personal data in bulk): Marketing, audited.
+    ("audiences.segment", "export_contacts"): ActionRow(
+        {"marketing", "superuser"},
+        effect=lambda w: AuditEntry.objects.filter(action="export").exists(),
+    ),
     # Outbound webhooks are for administrators.
     ("outbound.webhooksubscription", "reenable"): ActionRow(
         SUPERUSER,
@@ -182,6 +189,10 @@ def _no_args(w: World) -> list[Any]:
 
 def _customer(w: World) -> list[Any]:
     return [w.customer.pk]
+
+
+def _import(w: World) -> list[Any]:
+    return [w.objects["contact_import"].pk]
 
 
 STAFF_URLS: list[UrlCase] = [
@@ -296,6 +307,47 @@ STAFF_URLS: list[UrlCase] = [
         _no_args,
         SUPERUSER,
         effect=lambda w: AuditEntry.objects.filter(action="export").exists(),
+    ),
+    # Contact imports: Marketing validates, runs and follows them.
+    UrlCase(
+        "admin:audiences_contactimport_validate",
+        "post",
+        _import,
+        {"marketing", "superuser"},
+        effect=lambda w: fresh(w.objects["contact_import"]).status == "validated"
+        and AuditEntry.objects.filter(action="import_validate").exists(),
+    ),
+    UrlCase(
+        "admin:audiences_contactimport_run",
+        "post",
+        _import,
+        {"marketing", "superuser"},
+        effect=lambda w: fresh(w.objects["contact_import"]).status == "completed"
+        and Contact.objects.filter(external_id="matrix-1").exists(),
+    ),
+    UrlCase("admin:audiences_contactimport_status", "get", _import, {"marketing", "superuser"}),
+    UrlCase("admin:audiences_contactimport_errors", "get", _import, {"marketing", "superuser"}),
+    # A static segment's list from a CSV: whoever may change segments.
+    UrlCase(
+        "admin:audiences_segment_static_list",
+        "get",
+        lambda w: [w.objects["static_segment"].pk],
+        {"marketing", "superuser"},
+    ),
+    UrlCase(
+        "admin:audiences_segment_static_list",
+        "post",
+        lambda w: [w.objects["static_segment"].pk],
+        {"marketing", "superuser"},
+        data=lambda w: {
+            "operation": "add",
+            "file": SimpleUploadedFile(
+                "list.csv", f"external_id\n{w.customer.external_id}\n".encode()
+            ),
+        },
+        effect=lambda w: SegmentMembership.objects.filter(
+            segment=w.objects["static_segment"], contact=w.customer
+        ).exists(),
     ),
     # Read-only pages: every role.
     UrlCase("touchline-timeline", "get", _customer, ALL),

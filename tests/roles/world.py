@@ -131,8 +131,26 @@ def build_world(simulator, django_capture_on_commit_callbacks) -> World:
     world.objects["static_segment"] = segment_create(
         name="Hand-picked", slug="hand-picked", kind="static"
     )
+    world.objects["contact_import"] = _validated_import()
     simulator.reset()
     return world
+
+
+def _validated_import():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from audiences.import_models import ContactImport
+    from audiences.imports import import_create, import_transition, import_validate
+
+    contact_import = import_create(
+        file=SimpleUploadedFile(
+            "m.csv", b"external_id,email,first_name\nmatrix-1,m@example.com,M\n"
+        )
+    )
+    import_transition(contact_import=contact_import, to=ContactImport.Status.VALIDATING)
+    import_validate(contact_import=contact_import)
+    contact_import.refresh_from_db()
+    return contact_import
 
 
 def fresh(obj: Any) -> Any:
