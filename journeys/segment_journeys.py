@@ -12,7 +12,6 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from audiences.engagement import validate_slug
-from audiences.predicates import COUNT_LOOKUPS
 from audiences.registry import (
     CompileContext,
     ConditionType,
@@ -131,7 +130,7 @@ def _compile_survey(cond: dict[str, Any], ctx: CompileContext) -> Q:
     if "choice" in cond:
         responses = responses.filter(choice__in=_one_or_list(cond["choice"], None, MAX_CHOICES))
     for op, n in cond.get("score", {}).items():
-        responses = responses.filter(Q(COUNT_LOOKUPS[op]("score", n)))
+        responses = responses.filter(**{f"score__{'exact' if op == 'eq' else op}": n})
     return Q(Exists(responses.filter(window_q(cond, ctx, "answered_at"))))
 
 

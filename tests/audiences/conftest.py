@@ -55,10 +55,12 @@ def message(contact: Contact, status: str = "delivered", *, days_ago: float = 1,
     )
 
 
-def journey(slug: str, *steps: tuple[str, str]):
+def journey(slug: str, *steps: tuple[str, str], version: int = 1, status: str = "active"):
     from journeys.models import Journey, Step
 
-    j = Journey.objects.create(name=slug.title(), slug=slug, trigger_event="x", status="active")
+    j = Journey.objects.create(
+        name=slug.title(), slug=slug, trigger_event="x", status=status, version=version
+    )
     for position, (key, kind) in enumerate(steps or [("hello", "send")]):
         Step.objects.create(journey=j, position=position, key=key, kind=kind)
     return j
