@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet, Value
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.db.models.lookups import Exact
 
@@ -132,7 +132,6 @@ def _follow_up(events: QuerySet, cond: dict[str, Any], ctx: CompileContext) -> Q
         span = dt.timedelta(days=follow["within_days"])
     if span is not None:
         later = later.filter(occurred_at__lt=OuterRef("occurred_at") + span)
-    # KeyTransform, not `properties__<name>`: a property called "contains" is no lookup.
     for name, expected in (follow.get("match") or {}).items():
         if isinstance(expected, str) and expected.startswith(TRIGGER):
             source = expected[len(TRIGGER) :]
@@ -145,9 +144,8 @@ def _follow_up(events: QuerySet, cond: dict[str, Any], ctx: CompileContext) -> Q
                 )
             )
         else:
-            later = later.filter(
-                Exact(KeyTransform(name, "properties"), Value(expected, JSONField()))
-            )
+            # `__exact` last: a property called "contains" is a key, not a lookup.
+            later = later.filter(**{f"properties__{name}__exact": expected})
     later = _where(later, follow.get("where", []))
     if not negated:
         return events.filter(Exists(later))

@@ -60,12 +60,15 @@ def test_an_order_of_another_cart_does_not_settle_this_one():
 def test_fixed_values_and_where_on_the_follow_up():
     ana, ben = ContactFactory(external_id="ana"), ContactFactory(external_id="ben")
     event(ana, "cart.updated", days_ago=3, cart_id="a")
-    event(ana, "order.completed", days_ago=2.9, cart_id="a", status="failed", total=10)
+    event(ana, "order.completed", days_ago=2.9, cart_id="a", status="failed", total=10, **{"in": 1})
     event(ben, "cart.updated", days_ago=3, cart_id="b")
-    event(ben, "order.completed", days_ago=2.9, cart_id="b", status="paid", total=200)
+    event(ben, "order.completed", days_ago=2.9, cart_id="b", status="paid", total=200, **{"in": 2})
     paid = {"cart_id": "trigger.cart_id", "status": "paid"}
     follow = {"event": "order.completed", "match": paid, "within_days": DAY}
     assert matching({"event": "cart.updated", "not_followed_by": follow}) == {"ana"}
+    # a property named like a lookup is a property
+    odd = {**follow, "match": {"cart_id": "trigger.cart_id", "in": 2}}
+    assert matching({"event": "cart.updated", "followed_by": odd}) == {"ben"}
     big = {**follow, "match": {"cart_id": "trigger.cart_id"}}
     big["where"] = [{"property": "total", "op": "gte", "value": 100}]
     assert matching({"event": "cart.updated", "followed_by": big}) == {"ben"}
