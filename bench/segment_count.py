@@ -9,6 +9,7 @@ database, several times per run):
 - `event_count`: >= 2 `order.completed` with total >= 100 in the last 90 days;
 - `attribute`: plan in (pro, team);
 - `engagement`: opened a message of template `bench-news` in the last 30 days;
+- `received_7d`: received any message in the last 7 days (the partial index on the sent time);
 - `abandoned_cart`: a `cart.updated` in the last 7 days not followed by an `order.completed`
   of the same `cart_id` within 24 hours.
 
@@ -64,6 +65,12 @@ CASES = {
         JOIN messaging_template tpl ON tpl.id = m.template_id
         WHERE m.contact_id = c.id AND m.direction = 'outbound' AND tpl.slug = 'bench-news'
           AND t.kind = 'opened' AND t.occurred_at >= %(d30)s)""",
+    ),
+    "received_7d": (
+        {"engagement": "received", "within_days": 7},
+        """EXISTS (SELECT 1 FROM messaging_message m WHERE m.contact_id = c.id
+        AND m.direction = 'outbound' AND m.status IN ('sent', 'delivered', 'read')
+        AND COALESCE(m.sent_at, m.delivered_at, m.read_at) >= %(d7)s)""",
     ),
     "abandoned_cart": (
         {
@@ -129,7 +136,7 @@ def build() -> None:
                            ELSE interval '0' END,
                 now(), 'api', '', '{}', now()
             FROM (SELECT g, CASE WHEN g %% 3 = 0 THEN g - 2 ELSE g END AS k
-                  FROM generate_series(1, %s) g) s
+                  FROM generate_series(1, %s::bigint) g) s
             """,
             [first, last - first, EVENTS],
         )
