@@ -85,6 +85,8 @@ def test_template_scope_channel_window_and_count():
     assert matching({**scoped, "within_days": 30}) == {"ana"}
     assert matching({**scoped, "channel": "sms"}) == {"ana", "cy"}
     assert matching({**scoped, "count": {"gte": 2}}) == {"ana"}
+    assert matching({**scoped, "within_days": 30, "count": {"gte": 2}}) == {"ana"}
+    assert matching({**scoped, "within_days": 10, "count": {"lt": 2}}) == {"ana", "ben", "cy"}
     assert matching({**scoped, "since": "2026-10-01", "until": "2026-10-20"}) == {"cy"}
 
 
