@@ -221,7 +221,7 @@ def main() -> None:
         "7. Segment count",
         contacts=f"{CONTACTS:,}",
         events=f"{EVENTS:,}",
-        messages=f"{CONTACTS:,} (one email each), opens for about 2 in 5",
+        messages=f"{CONTACTS:,} (one email each), opens for about 4 in 7",
         counts=f"{REPEATS} per side per run (after a warm-up)",
     )
     with c.bench_services():
