@@ -4,7 +4,6 @@ membership of another segment. Each has a validator (field-level errors) and a c
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q
@@ -14,6 +13,7 @@ from messaging.models import Consent, ConsentStatus
 
 from . import predicates
 from .registry import CompileContext, ConditionType, Errors, register_condition
+from .windows import parse_time
 
 TEXT_FIELDS = (
     "external_id",
@@ -30,17 +30,6 @@ TEXT_FIELDS = (
 TIME_FIELDS = ("created_at", "updated_at")
 BOOL_FIELDS = ("is_test",)
 TEXT_OPS = ("eq", "neq", "contains", "in", "exists", "not_exists")
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """An ISO-8601 time from a definition (UTC when it names no zone); None if it is not one."""
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 # --- {"field": "timezone", "op": "eq", "value": "Asia/Jakarta"} ------------------------

@@ -12,9 +12,10 @@ from django.db.models import Exists, OuterRef, Q
 
 from . import (
     conditions,  # noqa: F401  (registers the built-in condition types)
+    engagement,  # noqa: F401  (registers `engagement` and its `template` scope)
     predicates,
 )
-from .registry import CONDITIONS, CompileContext, Errors
+from .registry import CONDITIONS, CompileContext, Errors, condition_type
 
 MAX_DEPTH = 6  # nested groups
 MAX_CONDITIONS = 100
@@ -58,7 +59,7 @@ def _walk(node: Any, path: str, depth: int, errors: Errors, counter: list[int]) 
         for i, child in enumerate(children):
             _walk(child, f"{child_path}[{i}]", depth + 1, errors, counter)
         return
-    types = [t for t in CONDITIONS if t in node]
+    types = condition_type(node)
     if len(types) != 1:
         known = ", ".join([*GROUPS, *CONDITIONS])
         errors.add(where, f"Unknown condition: use exactly one of {known}.")
@@ -67,7 +68,7 @@ def _walk(node: Any, path: str, depth: int, errors: Errors, counter: list[int]) 
     if counter[0] == MAX_CONDITIONS + 1:
         errors.add(where, f"At most {MAX_CONDITIONS} conditions in a segment.")
     condition = CONDITIONS[types[0]]
-    for key in sorted(set(node) - condition.keys):
+    for key in sorted(set(node) - condition.fields()):
         errors.add(f"{path}.{key}" if path else key, "Unknown field.")
     condition.validate(node, path, errors)
 
@@ -153,7 +154,7 @@ def _compile(node: dict[str, Any], ctx: CompileContext) -> Q:
         return q
     if "not" in node:
         return predicates.negate(_compile(node["not"], ctx))
-    (key,) = (t for t in CONDITIONS if t in node)
+    (key,) = condition_type(node)
     return CONDITIONS[key].compile(node, ctx)
 
 

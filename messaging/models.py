@@ -8,6 +8,7 @@ import zoneinfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Coalesce
 from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
 
 from channels_app.channels import Channel, validate_e164
@@ -288,6 +289,19 @@ class Message(models.Model):
                 fields=["next_attempt_at"],
                 name="message_unknown_due",
                 condition=models.Q(status="unknown"),
+            ),
+            # Segment engagement windows (audiences/engagement.py): "received / delivered in
+            # the last N days" and "replied in the last N days" read only the rows in the
+            # window; partial, so each holds only the messages it can match.
+            models.Index(
+                Coalesce("sent_at", "delivered_at", "read_at"),
+                name="message_received_time",
+                condition=models.Q(direction="outbound", status__in=["sent", "delivered", "read"]),
+            ),
+            models.Index(
+                fields=["received_at"],
+                name="message_reply_time",
+                condition=models.Q(direction="inbound", in_reply_to__isnull=False),
             ),
         ]
 
