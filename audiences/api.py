@@ -153,7 +153,19 @@ class SegmentListView(APIView):
             raise exceptions.ValidationError(
                 {"slug": ["A segment with this slug exists."]}
             ) from None
+        _recompute_after_commit(segment)
         return Response(SegmentOutput(segment).data, status=status.HTTP_201_CREATED)
+
+
+def _recompute_after_commit(segment: Segment) -> None:
+    """A dynamic segment follows a new definition now, not at the next periodic recompute
+    (as saving it in the admin does)."""
+    if segment.kind != Segment.Kind.DYNAMIC:
+        return
+    from .tasks import recompute_segment
+
+    pk = segment.pk
+    transaction.on_commit(lambda: recompute_segment.delay(pk), robust=True)
 
 
 class SegmentDetailView(APIView):
@@ -180,6 +192,8 @@ class SegmentDetailView(APIView):
             segment = services.segment_update(segment=segment, data=payload.validated_data)
         except DefinitionError as exc:
             raise _definition_errors(exc) from None
+        if "definition" in payload.validated_data:
+            _recompute_after_commit(segment)
         return Response(SegmentOutput(segment).data)
 
     @extend_schema(

@@ -172,3 +172,23 @@ def test_scopes():
     assert other.get("/api/v1/segments/jakarta/").status_code == 403
     assert reader.delete("/api/v1/segments/jakarta/").status_code == 403
     assert Segment.objects.filter(slug="jakarta").exists()
+
+
+def test_a_definition_saved_through_the_api_is_applied_at_once(
+    api, django_capture_on_commit_callbacks
+):
+    """Creating or changing a dynamic segment's definition recomputes its membership after
+    the commit, as saving it in the admin does (not at the next periodic recompute)."""
+    jakarta = ContactFactory(timezone="Asia/Jakarta")
+    paris = ContactFactory(timezone="Europe/Paris")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert create(api).status_code == 201
+    segment = Segment.objects.get(slug="jakarta")
+    members = lambda: set(segment.memberships.values_list("contact_id", flat=True))  # noqa: E731
+    assert members() == {jakarta.pk}
+    paris_only = {"field": "timezone", "op": "eq", "value": "Europe/Paris"}
+    with django_capture_on_commit_callbacks(execute=True):
+        changed = api.patch("/api/v1/segments/jakarta/", {"definition": paris_only}, format="json")
+    assert changed.status_code == 200
+    assert members() == {paris.pk}
+    assert Segment.objects.get(pk=segment.pk).last_computed_at is not None
