@@ -131,16 +131,18 @@ def run_worker(**env: str) -> subprocess.CompletedProcess:
     )
 
 
-def _postgres() -> None:
-    # Another process must see this test's rows: PostgreSQL (the embedded SQLite test
-    # database lives in this process's memory).
-    assert connection.vendor == "postgresql", "run with DATABASE_URL=postgres://… (CI does)"
+# Another process must see this test's rows: PostgreSQL (the embedded SQLite test database
+# lives in this process's memory).
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="a second process on the test database needs PostgreSQL (CI has it)",
+)
 
 
 @pytest.mark.postgres
+@needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_worker_killed_between_message_creation_and_recipient_update(staff, simulator):
-    _postgres()
     templates()
     n = 6
     broadcast = services.broadcast_launch(
@@ -162,9 +164,9 @@ def test_worker_killed_between_message_creation_and_recipient_update(staff, simu
 
 
 @pytest.mark.postgres
+@needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_worker_killed_after_commit_before_delivery_was_queued(staff, simulator, settings):
-    _postgres()
     templates()
     n = 5
     broadcast = services.broadcast_launch(
@@ -188,3 +190,25 @@ def test_worker_killed_after_commit_before_delivery_was_queued(staff, simulator,
         Message.objects.values_list("to_address", flat=True)
     )
     assert len(received) == n
+
+
+@pytest.mark.django_db
+def test_a_recipient_whose_send_keeps_killing_the_worker_is_failed(staff):
+    """Claimed over and over with no outcome (the worker died each time): failed with the
+    reason after MAX_CLAIMS, so the broadcast can complete."""
+    from campaigns.services.sending import MAX_CLAIMS
+
+    templates()
+    broadcast = services.broadcast_launch(
+        broadcast=draft([static_segment(people(1))]), actor=staff, now=NOW
+    )
+    at = NOW
+    for _ in range(MAX_CLAIMS + 1):
+        assert services.broadcasts_dispatch(now=at)  # claimed; the worker dies
+        at += LEASE
+    services.run_due(now=at)
+    row = BroadcastRecipient.objects.get(broadcast=broadcast)
+    assert row.state == "failed" and "stopped the worker" in row.reason
+    assert not Message.objects.exists()
+    broadcast.refresh_from_db()
+    assert broadcast.status == "completed"
