@@ -16,8 +16,9 @@ and stops when all N messages are `sent` (the provider accepted them).
   scheduler claims them, `advance_enrollments` runs the send step (evaluate_send +
   message_create), `deliver_message` sends them.
 - throttle: a broadcast with throttle_per_minute (BENCH_THROTTLE_PER_MINUTE, 1200) driven for
-  BENCH_THROTTLE_SECONDS (150); the rate is the least-squares slope of the simulator's receive
-  times over the run minus its first 10 s and last 5 s. Baseline: the configured rate.
+  BENCH_THROTTLE_SECONDS (90; 300 at BENCH_SCALE=1); the rate is the least-squares slope of
+  the simulator's receive times over the run minus its first 10 s and last 5 s. Baseline:
+  the configured rate.
 
 N: BENCH_BROADCAST_SEND_N, else 100k x BENCH_SCALE (at least 2000).
 Goals (issue 13): >= 0.8x the journey path; the throttle within 5 %.
@@ -37,7 +38,8 @@ from bench.send_throughput import CONCURRENCY, PROCESSES, wait_ready
 
 N = int(os.environ.get("BENCH_BROADCAST_SEND_N", str(c.scaled(100_000, 2000))))
 THROTTLE = int(os.environ.get("BENCH_THROTTLE_PER_MINUTE", "1200"))
-THROTTLE_SECONDS = float(os.environ.get("BENCH_THROTTLE_SECONDS", "150"))
+# Minutes at full scale; a minute and a half for the quick run.
+THROTTLE_SECONDS = float(os.environ.get("BENCH_THROTTLE_SECONDS", "300" if c.SCALE >= 1 else "90"))
 _slugs = iter(range(1, 10_000))
 
 

@@ -356,3 +356,24 @@ def test_a_scheduled_broadcast_whose_window_closed_unstarted_completes(staff, se
     send(now=NOW + dt.timedelta(hours=3))
     assert states(broadcast) == {"nyc-0": "skipped"}
     assert not Message.objects.exists()
+
+
+def test_the_beat_task_drains_a_backlog_by_chaining(
+    staff, settings, django_capture_on_commit_callbacks
+):
+    """dispatch_due claims a few rounds; the last send task it queues calls it again, until
+    nothing is due (eager Celery: the tasks run inline)."""
+    from campaigns.tasks import MAX_ROUNDS_PER_CALL, dispatch_due
+
+    settings.BROADCAST_BATCH_SIZE = 2
+    settings.BROADCAST_CHUNK = 1
+    templates()
+    n = 2 * MAX_ROUNDS_PER_CALL * 2 + 3  # more than two calls' worth
+    broadcast = launch(draft([static_segment(people(n))], category="transactional"), staff)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_due()
+        dispatch_due()  # the next beat tick completes it
+    assert set(states(broadcast).values()) == {"sent"}
+    assert len(messages_per_contact(broadcast)) == n
+    broadcast.refresh_from_db()
+    assert broadcast.status == S.COMPLETED
