@@ -15,10 +15,11 @@ from campaigns.models import Broadcast, BroadcastRecipient
 from messaging.models import Consent, Message, Touchpoint
 from tests.factories import ConsentFactory, TemplateFactory
 
-from .conftest import (
+from .broadcast_fixtures import (
     NOW,
     draft,
     kinds,
+    marketer,
     messages_per_contact,
     people,
     states,
@@ -27,6 +28,13 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(db):
+    return marketer()
+
+
 S = Broadcast.Status
 
 
