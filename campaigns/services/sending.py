@@ -181,7 +181,8 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
         return
     recipient.channel = ""
     recipient.state = R.FAILED if failed else R.SKIPPED
-    recipient.reason = "; ".join(failed or skipped or ["no channel to send on"])[:255]
+    nothing = "no channel to try: the contact has no preferred channel and the order names no other"
+    recipient.reason = "; ".join(failed or skipped or [nothing])[:255]
     batch.touch(recipient, recipient.state, reason=recipient.reason)
 
 

@@ -114,6 +114,25 @@ def test_preferred_channel_goes_first(staff, send):
     ) == {"p-0": "email", "p-1": "sms"}
 
 
+def test_preferred_only_without_a_preferred_channel_is_skipped_with_the_reason(staff, send):
+    templates()
+    (contact,) = people(1)
+    broadcast = launch(draft([static_segment([contact])], channel_order=["preferred"]), staff)
+    send()
+    row = BroadcastRecipient.objects.get(broadcast=broadcast)
+    assert row.state == "skipped" and "no preferred channel" in row.reason
+    assert not Message.objects.exists()
+
+
+def test_the_beat_runs_the_dispatcher_every_interval(settings):
+    from config.celery import app
+
+    app.finalize(auto=True)
+    entry = app.conf.beat_schedule["dispatch-broadcasts"]
+    assert entry["task"] == "campaigns.dispatch_due"
+    assert entry["schedule"] == settings.BROADCAST_DISPATCH_INTERVAL_SECONDS
+
+
 def test_whatsapp_template_outside_the_window(staff, send):
     TemplateFactory(slug="promo", channel="whatsapp", body="Sale!", content_sid="HX" + "1" * 32)
     (contact,) = people(1, sms="")
