@@ -278,6 +278,8 @@ def test_pause_mid_send_then_resume_sends_the_rest_once(staff, send):
     services.broadcast_pause(broadcast=broadcast, actor=staff, now=NOW)
     outcome = services.recipients_send(recipient_ids=claims[0].recipient_ids[2:], now=NOW)
     assert outcome == {"returned": 3}
+    returned = BroadcastRecipient.objects.filter(pk__in=claims[0].recipient_ids[2:])
+    assert set(returned.values_list("attempts", flat=True)) == {0}  # not counted as a crash
     assert send(now=NOW + dt.timedelta(seconds=5)) == 0
     assert Message.objects.count() == 2
     services.broadcast_resume(broadcast=broadcast, actor=staff, now=NOW + dt.timedelta(minutes=1))
