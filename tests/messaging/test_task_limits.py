@@ -22,7 +22,7 @@ from messaging.status import MessageStatus
 from messaging.tasks import deliver_message
 from tests.factories import ContactFactory
 
-OUR_APPS = ("messaging.", "journeys.", "outbound.")
+OUR_APPS = ("messaging.", "journeys.", "outbound.", "audiences.", "campaigns.")
 
 
 class Outcomes:
@@ -96,8 +96,12 @@ def queued_message() -> Message:
 
 
 def test_every_task_declares_a_soft_limit_below_its_hard_limit():
+    celery_app.loader.import_default_modules()  # every app's tasks module, as a worker does
     ours = [t for name, t in celery_app.tasks.items() if name.startswith(OUR_APPS)]
     assert len(ours) >= 9
+    assert {name.split(".")[0] for name in (t.name for t in ours)} == {
+        app.rstrip(".") for app in OUR_APPS
+    }
     for task in ours:
         soft, hard = task_limits.limits_of(task)
         assert soft and hard and soft < hard, (task.name, soft, hard)
