@@ -5,3 +5,8 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = "Campaigns"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import registrations
+
+        registrations.register()
