@@ -85,6 +85,20 @@ def test_an_external_id_row_never_takes_a_contact_with_another_external_id():
     assert other.external_id == "someone-else"
 
 
+def test_rows_finding_one_contact_by_different_keys_are_all_applied():
+    # One batch: the first row finds the contact by external id, the second by email.
+    contact = ContactFactory(
+        external_id="c-1", email="ada@example.com", first_name="Old", last_name="Old"
+    )
+    done = imported(
+        "external_id,email,first_name,last_name\nc-1,,Augusta,\n,ada@example.com,,King\n"
+    )
+    assert (done.created_count, done.updated_count, done.error_count) == (0, 2, 0)
+    contact.refresh_from_db()
+    assert (contact.first_name, contact.last_name) == ("Augusta", "King")
+    assert Contact.objects.count() == 1
+
+
 def test_validation_reports_row_errors_and_what_would_change_without_writing():
     ContactFactory(external_id="c-1", email="ada@example.com", phone="+14155552671")
     text = (
