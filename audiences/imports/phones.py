@@ -39,39 +39,40 @@ _TYPES = (
     "fixed_line",
 )
 
-# A number description: (lengths or None for any, compiled national number pattern).
-_Desc = tuple[frozenset[int] | None, re.Pattern]
 
-
-def _desc(desc) -> _Desc | None:
-    """phonenumbers' _is_number_matching_desc, compiled: None when it never matches."""
+def _desc(desc) -> str | None:
+    """phonenumbers' _is_number_matching_desc(nsn, desc) as a regular expression that
+    matches exactly the same (all-digit) strings; None when it never matches. The length
+    check becomes a lookahead: (?=(?:[0-9]{8}|[0-9]{10})\\Z)."""
     if desc is None or not desc.national_number_pattern:
         return None
-    lengths = frozenset(desc.possible_length) if desc.possible_length else None
-    return lengths, re.compile(desc.national_number_pattern)
-
-
-def _matches(nsn: str, desc: _Desc) -> bool:
-    lengths, pattern = desc
-    return (lengths is None or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
+    pattern = f"(?:{desc.national_number_pattern})"
+    if desc.possible_length:
+        lengths = "|".join(f"[0-9]{{{n}}}" for n in sorted(set(desc.possible_length)) if n >= 0)
+        if not lengths:
+            return None  # possible_length (-1,): no length is possible
+        pattern = f"(?=(?:{lengths})\\Z){pattern}"
+    return pattern
 
 
 class _Region:
     """One region's validity check: phonenumbers' _number_type_helper(nsn) != UNKNOWN, i.e.
     the general description matches and so does one of the number types (mobile only when
-    its pattern differs from fixed line's, as there)."""
+    its pattern differs from fixed line's, as there) — one regular expression, fullmatched:
+    the general description as a lookahead, then the types as alternatives."""
 
     def __init__(self, metadata) -> None:
-        self.general = _desc(metadata.general_desc)
+        general = _desc(metadata.general_desc)
         names = _TYPES if metadata.same_mobile_and_fixed_line_pattern else (*_TYPES, "mobile")
-        self.types = [d for d in (_desc(getattr(metadata, name)) for name in names) if d]
+        types = [d for d in (_desc(getattr(metadata, name)) for name in names) if d]
+        self.check = (
+            re.compile(f"(?=(?:{general})\\Z)(?:{'|'.join(types)})") if general and types else None
+        )
         leading = metadata.leading_digits
         self.leading = re.compile(leading) if leading is not None else None
 
     def valid(self, nsn: str) -> bool:
-        if self.general is None or not _matches(nsn, self.general):
-            return False
-        return any(_matches(nsn, desc) for desc in self.types)
+        return self.check is not None and self.check.fullmatch(nsn) is not None
 
 
 class _Country:

@@ -166,3 +166,48 @@ def test_email_check_agrees_with_djangos_validate_email(value):
         accepted = False
     assert email_ok(value) is accepted
     assert email_ok(value) is accepted  # the second time from the per-domain cache
+
+
+def all_metadata() -> list:
+    from phonenumbers import PhoneMetadata
+
+    found = [PhoneMetadata.metadata_for_region(r, None) for r in phonenumbers.SUPPORTED_REGIONS]
+    found += [
+        PhoneMetadata.metadata_for_nongeo_region(code, None)
+        for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS
+    ]
+    return [m for m in found if m is not None]
+
+
+def test_each_regions_compiled_check_is_phonenumbers_number_type_helper():
+    """Per region, on strings of every length 2-17 grown from its example numbers: the
+    compiled check says valid exactly when _number_type_helper finds a type (this is where
+    the possible lengths matter)."""
+    import re
+
+    from phonenumbers.phonenumberutil import _is_number_matching_desc, _number_type_helper
+
+    draw = random.Random(17)
+    compared = 0
+    for metadata in all_metadata():
+        region = phones._Region(metadata)
+        descs = [
+            metadata.general_desc,
+            metadata.mobile,
+            *(getattr(metadata, t) for t in phones._TYPES),
+        ]
+        seeds = {d.example_number for d in descs if d is not None and d.example_number}
+        for seed in seeds:
+            for size in range(2, 18):
+                grown = (seed + "".join(draw.choice("0123456789") for _ in range(17)))[:size]
+                for nsn in (grown, seed[:size]):
+                    if len(nsn) < 2:
+                        continue
+                    expected_type = _number_type_helper(nsn, metadata)
+                    assert region.valid(nsn) is (expected_type != PhoneNumberType.UNKNOWN), nsn
+                    for desc in descs:
+                        pattern = phones._desc(desc)
+                        matches = pattern is not None and re.fullmatch(pattern, nsn) is not None
+                        assert matches is _is_number_matching_desc(nsn, desc), (nsn, pattern)
+                    compared += 1
+    assert compared > 30_000
