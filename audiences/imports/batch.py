@@ -234,11 +234,15 @@ def process_batch(
     contacts: dict[int, Contact] = {}
     rows_of: dict[int, list[Parsed]] = {}  # by id(contact), existing contacts only
     wanted: dict[tuple[int, str], str] = {}  # (id(contact), channel) -> status
+    new_contact = _new_contact_type()
     for row in parsed:
         contact = index.find(row)
         if contact is None:
-            contact = _new_contact_type()()
-            _apply(contact, row)
+            contact = new_contact()
+            # _apply on a new contact: its fields are the row's, its attributes merged in.
+            vars(contact).update(row.fields)
+            if row.attributes:
+                contact.attributes = {**(contact.attributes or {}), **row.attributes}
             created.append(contact)
             contacts[id(contact)] = contact
             index.keep(contact)
