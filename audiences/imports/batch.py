@@ -93,7 +93,8 @@ def parse_rows(
                 item.attributes[name] = value
             else:
                 item.consent[name] = value
-        if not bad and not any(item.fields.get(key) for key in ("external_id", "email", "phone")):
+        found = item.fields
+        if not bad and not (found.get("external_id") or found.get("email") or found.get("phone")):
             errors.append((row.line, "", "No external_id, email or phone to match on."))
             bad = True
         if bad:
@@ -172,14 +173,23 @@ class _Index:
         return None
 
     def keep(self, contact: Contact) -> None:
-        """Index a contact under its (possibly new) keys."""
-        if contact.external_id:
-            self.by_ext.setdefault(contact.external_id, contact)
-            for key in ("email", "phone"):
-                if self.free[key].get(getattr(contact, key)) is contact:
-                    del self.free[key][getattr(contact, key)]
-        for key in ("email", "phone"):
-            self._add(key, contact)
+        """Index a contact under its (possibly new) keys (once a row, so spelled out)."""
+        ext, email, phone = contact.external_id, contact.email, contact.phone
+        free_email, free_phone = self.free["email"], self.free["phone"]
+        if ext:
+            self.by_ext.setdefault(ext, contact)
+            if free_email.get(email) is contact:
+                del free_email[email]
+            if free_phone.get(phone) is contact:
+                del free_phone[phone]
+        if email:
+            self.any["email"].setdefault(email, contact)
+            if ext is None:
+                free_email.setdefault(email, contact)
+        if phone:
+            self.any["phone"].setdefault(phone, contact)
+            if ext is None:
+                free_phone.setdefault(phone, contact)
 
 
 def _apply(contact: Contact, row: Parsed) -> set[str]:
