@@ -153,6 +153,23 @@ def test_an_import_never_resubscribes_an_unsubscribed_contact():
     assert done.row_errors.get().column == "consent.sms"
 
 
+def test_a_file_unreadable_past_some_batches_fails_the_run_after_committing_them():
+    # The next batch is read (and parsed) in a thread while this one is written: its
+    # error must still fail the run, with the batches before it committed.
+    text = "external_id,first_name\n" + "".join(f"c-{n},Name {n:04d}\n" for n in range(600))
+    contact_import = validated(text)
+    import_transition(contact_import=contact_import, to=ContactImport.Status.QUEUED)
+    with open(contact_import.file.path, "ab") as stored:  # changed on disk after validation
+        stored.write(b"c-bad,\xff\xfe\n")
+    assert import_run(contact_import=contact_import, batch_size=100) is False
+    contact_import.refresh_from_db()
+    assert contact_import.status == ContactImport.Status.FAILED
+    assert "not UTF-8" in contact_import.failure
+    # Text is decoded 8 KB at a time: the bad bytes are met while reading batch 3 or later.
+    assert contact_import.processed_rows >= 200
+    assert Contact.objects.count() == contact_import.processed_rows
+
+
 def test_a_crashed_run_continues_after_its_last_checkpoint():
     text = "external_id,first_name\n" + "".join(f"c-{n},N{n}\n" for n in range(10))
     contact_import = validated(text)
