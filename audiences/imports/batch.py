@@ -211,25 +211,6 @@ def _apply(contact: Contact, row: Parsed) -> set[str]:
     return changed
 
 
-@dataclass(frozen=True)
-class ParsedBatch:
-    """parse_rows' answer for one batch, kept apart from the rest of the work: it can be
-    made ahead (while the database works on the batch before) and reused when a batch is
-    redone."""
-
-    items: list[Parsed]
-    errors: list[tuple[int, str, str]]
-    error_rows: int
-
-
-def parse_batch(
-    rows: list[Row], *, targets: list[tuple[int, str, Target]], width: int
-) -> ParsedBatch:
-    result = BatchResult()
-    items = parse_rows(rows, targets, width, result)
-    return ParsedBatch(items, result.errors, result.error_rows)
-
-
 def process_batch(
     rows: list[Row],
     *,
@@ -238,14 +219,10 @@ def process_batch(
     dry_run: bool,
     consent_note: str = "",
     actor_id: int | None = None,
-    ready: ParsedBatch | None = None,
 ) -> BatchResult:
-    """Match, compare and (unless `dry_run`) write one batch; call inside a transaction.
-    `ready`: the rows already parsed (parse_batch)."""
-    if ready is None:
-        ready = parse_batch(rows, targets=targets, width=width)
-    result = BatchResult(error_rows=ready.error_rows, errors=list(ready.errors))
-    parsed = ready.items
+    """Match, compare and (unless `dry_run`) write one batch; call inside a transaction."""
+    result = BatchResult()
+    parsed = parse_rows(rows, targets, width, result)
     # Read without locks: most rows of a re-run change nothing, and those are never locked
     # or written. The contacts that do change are locked and the rows re-applied below.
     index = _Index(parsed, lock=False)

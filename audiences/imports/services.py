@@ -4,11 +4,8 @@ The only writers of ContactImport."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import functools
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -18,9 +15,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..import_models import ContactImport, ContactImportError
-from .batch import BatchResult, ParsedBatch, parse_batch, process_batch
+from .batch import BatchResult, process_batch
 from .mapping import Target, effective_mapping
-from .reader import FileError, Row, batches, count_rows, read_header
+from .reader import FileError, batches, count_rows, read_header
 
 Status = ContactImport.Status
 FIRST_ERRORS = 100  # errors kept in the validation summary (the rest are counted)
@@ -134,19 +131,10 @@ def import_validate(*, contact_import: ContactImport, batch_size: int | None = N
     rows = 0
     try:
         targets = _targets(contact_import.columns, contact_import.mapping)
-        width = len(contact_import.columns)
-        with (
-            contact_import.file.open("rb") as binary,
-            contextlib.closing(
-                _read_ahead(
-                    batches(binary, skip=0, size=size),
-                    functools.partial(parse_batch, targets=targets, width=width),
-                )
-            ) as ahead,
-        ):
-            for rows_batch, ready in ahead:
+        with contact_import.file.open("rb") as binary:
+            for rows_batch in batches(binary, skip=0, size=size):
                 result = process_batch(
-                    rows_batch, targets=targets, width=width, dry_run=True, ready=ready
+                    rows_batch, targets=targets, width=len(contact_import.columns), dry_run=True
                 )
                 rows += len(rows_batch)
                 _add(total, result)
@@ -208,18 +196,9 @@ def import_run(
     offset = contact_import.processed_rows
     try:
         targets = _targets(contact_import.columns, contact_import.mapping)
-        width = len(contact_import.columns)
-        with (
-            contact_import.file.open("rb") as binary,
-            contextlib.closing(
-                _read_ahead(
-                    batches(binary, skip=offset, size=size),
-                    functools.partial(parse_batch, targets=targets, width=width),
-                )
-            ) as ahead,
-        ):
-            for rows, ready in ahead:
-                if not _run_batch(contact_import, rows, targets, offset, ready):
+        with contact_import.file.open("rb") as binary:
+            for rows in batches(binary, skip=offset, size=size):
+                if not _run_batch(contact_import, rows, targets, offset):
                     return False  # someone else moved the checkpoint: theirs to finish
                 offset += len(rows)
                 if not keep_going():
@@ -238,36 +217,8 @@ def import_run(
     return False
 
 
-def _read_ahead(
-    items: Iterator[list[Row]], work: Callable[[list[Row]], ParsedBatch]
-) -> Iterator[tuple[list[Row], ParsedBatch]]:
-    """(batch, work(batch)) for each batch, the next one read and parsed in a thread while the
-    caller writes this one (the GIL is free while it waits for the database): about a sixth
-    of a run's time. One step at a time, so the file is never read by two threads at once;
-    the thread's exceptions (FileError) are raised here. A thread, not a process: Celery's
-    prefork children cannot start process pools."""
-    end = object()
-
-    def step() -> tuple[Any, ParsedBatch | None]:
-        batch = next(items, end)
-        return batch, (None if batch is end else work(batch))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-read") as pool:
-        pending = pool.submit(step)
-        while True:
-            batch, ready = pending.result()
-            if batch is end:
-                return
-            pending = pool.submit(step)
-            yield batch, ready
-
-
 def _run_batch(
-    contact_import: ContactImport,
-    rows: list,
-    targets: list[tuple[int, str, Target]],
-    offset: int,
-    ready: ParsedBatch | None = None,
+    contact_import: ContactImport, rows: list, targets: list[tuple[int, str, Target]], offset: int
 ) -> bool:
     for attempt in range(MAX_ATTEMPTS):
         try:
@@ -286,7 +237,6 @@ def _run_batch(
                     dry_run=False,
                     consent_note=contact_import.consent_source,
                     actor_id=contact_import.uploaded_by_id,
-                    ready=ready,
                 )
                 ContactImportError.objects.bulk_create(
                     [

@@ -154,8 +154,7 @@ def test_an_import_never_resubscribes_an_unsubscribed_contact():
 
 
 def test_a_file_unreadable_past_some_batches_fails_the_run_after_committing_them():
-    # The next batch is read (and parsed) in a thread while this one is written: its
-    # error must still fail the run, with the batches before it committed.
+    # An error met while reading a later batch fails the run; the batches before it stay.
     text = "external_id,first_name\n" + "".join(f"c-{n},Name {n:04d}\n" for n in range(600))
     contact_import = validated(text)
     import_transition(contact_import=contact_import, to=ContactImport.Status.QUEUED)
