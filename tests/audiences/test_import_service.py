@@ -99,6 +99,18 @@ def test_rows_finding_one_contact_by_different_keys_are_all_applied():
     assert Contact.objects.count() == 1
 
 
+def test_rows_match_keys_with_quotes_commas_braces_and_non_ascii_text():
+    odd = ['a"b\\c', "x,{y}", "ü-1 ☃", "null", "NULL"]
+    contacts = [ContactFactory(external_id=key, email="", phone="") for key in odd]
+    by_email = ContactFactory(external_id=None, email="o'neil@example.com", phone="")
+    rows = "".join(f'"{key.replace(chr(34), chr(34) * 2)}",,Renamed\n' for key in odd)
+    done = imported("external_id,email,first_name\n" + rows + ",O'Neil@example.com,Renamed\n")
+    assert (done.created_count, done.updated_count, done.error_count) == (0, 6, 0)
+    for contact in [*contacts, by_email]:
+        contact.refresh_from_db()
+        assert contact.first_name == "Renamed"
+
+
 def test_validation_reports_row_errors_and_what_would_change_without_writing():
     ContactFactory(external_id="c-1", email="ada@example.com", phone="+14155552671")
     text = (
