@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import json
 import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,15 +106,27 @@ def parse_rows(
 
 
 class _AnyOf(Lookup):
-    """`column = ANY(%s)`, the values as one array parameter: the rows `__in` finds, without
-    compiling, quoting and sending one placeholder per value (2,000 of them a batch)."""
+    """`column = ANY('{…}'::text[])`, the values as one array literal: the rows `__in` finds,
+    without compiling and quoting one placeholder per value (2,000 a batch), nor psycopg's
+    array adapter (Python, ~1.5 µs a value). A constant array, so the planner knows its size
+    (a computed one, e.g. from JSON, made it pick a sequential scan on a growing table)."""
 
     lookup_name = "any_of"
     prepare_rhs = False
 
     def as_sql(self, compiler, connection):
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s)", [*lhs_params, list(self.rhs)]
+        return f"{lhs} = ANY(%s::text[])", [*lhs_params, _array_literal(self.rhs)]
+
+
+def _array_literal(values: Iterable[str]) -> str:
+    """PostgreSQL's text form of a text[]: each element double-quoted, with backslash before
+    `\\` and `"` (inside quotes every other character stands for itself)."""
+    return (
+        "{"
+        + ",".join('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+        + "}"
+    )
 
 
 def _among(name: str, values: set[str]) -> Q:
