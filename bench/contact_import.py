@@ -95,7 +95,9 @@ def bare_copy(conn) -> float:
 
 def main() -> None:
     c.django_setup(DJANGO_SETTINGS_MODULE="bench.settings")
-    c.header("8. Contact import", rows=f"{ROWS:,}", batch="IMPORT_BATCH_SIZE (default 2000)")
+    from django.conf import settings
+
+    c.header("8. Contact import", rows=f"{ROWS:,}", batch=f"{settings.IMPORT_BATCH_SIZE:,} rows")
     with c.bench_services():
         from django.core.files import File
 

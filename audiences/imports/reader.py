@@ -7,9 +7,8 @@ import contextlib
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import islice
-from typing import IO
+from typing import IO, NamedTuple
 
 # A cell longer than this is an error (csv raises), not a way to fill the memory.
 csv.field_size_limit(1024 * 1024)
@@ -19,8 +18,7 @@ class FileError(ValueError):
     """The file cannot be read as a CSV (encoding, quoting, no header)."""
 
 
-@dataclass
-class Row:
+class Row(NamedTuple):  # a tuple: one is made per line of the file
     line: int  # line number in the file where the row ends (the header is line 1)
     cells: list[str]
 

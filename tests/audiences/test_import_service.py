@@ -85,6 +85,32 @@ def test_an_external_id_row_never_takes_a_contact_with_another_external_id():
     assert other.external_id == "someone-else"
 
 
+def test_rows_finding_one_contact_by_different_keys_are_all_applied():
+    # One batch: the first row finds the contact by external id, the second by email.
+    contact = ContactFactory(
+        external_id="c-1", email="ada@example.com", first_name="Old", last_name="Old"
+    )
+    done = imported(
+        "external_id,email,first_name,last_name\nc-1,,Augusta,\n,ada@example.com,,King\n"
+    )
+    assert (done.created_count, done.updated_count, done.error_count) == (0, 2, 0)
+    contact.refresh_from_db()
+    assert (contact.first_name, contact.last_name) == ("Augusta", "King")
+    assert Contact.objects.count() == 1
+
+
+def test_rows_match_keys_with_quotes_commas_braces_and_non_ascii_text():
+    odd = ['a"b\\c', "x,{y}", "ü-1 ☃", "null", "NULL"]
+    contacts = [ContactFactory(external_id=key, email="", phone="") for key in odd]
+    by_email = ContactFactory(external_id=None, email="o'neil@example.com", phone="")
+    rows = "".join(f'"{key.replace(chr(34), chr(34) * 2)}",,Renamed\n' for key in odd)
+    done = imported("external_id,email,first_name\n" + rows + ",O'Neil@example.com,Renamed\n")
+    assert (done.created_count, done.updated_count, done.error_count) == (0, 6, 0)
+    for contact in [*contacts, by_email]:
+        contact.refresh_from_db()
+        assert contact.first_name == "Renamed"
+
+
 def test_validation_reports_row_errors_and_what_would_change_without_writing():
     ContactFactory(external_id="c-1", email="ada@example.com", phone="+14155552671")
     text = (
@@ -137,6 +163,22 @@ def test_an_import_never_resubscribes_an_unsubscribed_contact():
     assert Consent.objects.get(contact=contact, channel="sms").status == "unsubscribed"
     assert not ConsentChange.objects.exists()
     assert done.row_errors.get().column == "consent.sms"
+
+
+def test_a_file_unreadable_past_some_batches_fails_the_run_after_committing_them():
+    # An error met while reading a later batch fails the run; the batches before it stay.
+    text = "external_id,first_name\n" + "".join(f"c-{n},Name {n:04d}\n" for n in range(600))
+    contact_import = validated(text)
+    import_transition(contact_import=contact_import, to=ContactImport.Status.QUEUED)
+    with open(contact_import.file.path, "ab") as stored:  # changed on disk after validation
+        stored.write(b"c-bad,\xff\xfe\n")
+    assert import_run(contact_import=contact_import, batch_size=100) is False
+    contact_import.refresh_from_db()
+    assert contact_import.status == ContactImport.Status.FAILED
+    assert "not UTF-8" in contact_import.failure
+    # Text is decoded 8 KB at a time: the bad bytes are met while reading batch 3 or later.
+    assert contact_import.processed_rows >= 200
+    assert Contact.objects.count() == contact_import.processed_rows
 
 
 def test_a_crashed_run_continues_after_its_last_checkpoint():
