@@ -292,7 +292,7 @@ SEGMENT_PREVIEW_TIMEOUT_SECONDS = env.float("SEGMENT_PREVIEW_TIMEOUT_SECONDS", d
 # Contact import (docs/IMPORT.md): rows per batch (one transaction and checkpoint each), the
 # largest upload the API takes (the admin has no limit of its own), and how long a running
 # import's checkpoint may stand still before the beat sweeper queues it again.
-IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=2000)
+IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=5000)
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 IMPORT_STALL_SECONDS = env.float("IMPORT_STALL_SECONDS", default=600.0)
 # How long a process may reuse the set of event names active journeys use (to flag an event
