@@ -18,6 +18,8 @@ NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)  # 12:00 in London, 21:00 
 
 def static_segment(slug: str, contacts: list[Contact]) -> Segment:
     segment = segment_create(name=slug.title(), slug=slug, kind="static")
+    if not contacts:
+        return segment
     static_segment_add(
         segment=segment,
         contacts=Contact.objects.filter(pk__in=[c.pk for c in contacts]),
