@@ -33,6 +33,8 @@ ALL_SCOPES = (
     "surveys:read",
     "segments:read",
     "segments:write",
+    "broadcasts:read",
+    "broadcasts:write",
     "webhooks:manage",
 )
 KEYWORD = "Api-Key"

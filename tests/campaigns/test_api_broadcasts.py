@@ -1,0 +1,125 @@
+"""Broadcasts API: CRUD by slug (drafts only), scopes, field-level 400s, dry run, report."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from campaigns.models import Broadcast
+from messaging.models import ApiKey
+
+from .ui_helpers import sms_subscriber, static_segment, templates
+
+pytestmark = pytest.mark.django_db
+
+
+def client_with(*scopes: str) -> APIClient:
+    _, key = ApiKey.objects.create_key(name="s", scopes=list(scopes))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
+
+
+def _errors(response) -> dict[str, str]:
+    return {e["attr"]: e["detail"] for e in response.json()["errors"]}
+
+
+def _body(**extra):
+    return {
+        "name": "Black Friday",
+        "slug": "black-friday",
+        "segments": ["everyone"],
+        "template_slug": "promo",
+        "channel_order": ["sms", "email"],
+        **extra,
+    }
+
+
+@pytest.fixture
+def world():
+    templates()
+    contacts = [sms_subscriber() for _ in range(3)]
+    return {"everyone": static_segment("everyone", contacts), "contacts": contacts}
+
+
+def test_create_read_list_update_delete(api, world):
+    response = api.post("/api/v1/broadcasts/", _body(send_mode="at"), format="json")
+    assert response.status_code == 400
+    assert "send_at" in _errors(response)
+
+    response = api.post("/api/v1/broadcasts/", _body(), format="json")
+    assert response.status_code == 201, response.json()
+    created = response.json()
+    assert created["status"] == "draft"
+    assert created["segments"] == ["everyone"]
+    assert created["template_channels"] == ["email", "sms"]
+    assert api.get("/api/v1/broadcasts/").json()["results"][0]["slug"] == "black-friday"
+    assert api.get("/api/v1/broadcasts/?status=draft").json()["results"]
+    assert api.get("/api/v1/broadcasts/?status=nope").status_code == 400
+
+    changed = api.patch(
+        "/api/v1/broadcasts/black-friday/",
+        {"throttle_per_minute": 60, "channel_order": ["email"]},
+        format="json",
+    )
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["throttle_per_minute"] == 60
+    assert Broadcast.objects.get().channel_order == ["email"]
+
+    assert api.delete("/api/v1/broadcasts/black-friday/").status_code == 204
+    assert not Broadcast.objects.exists()
+
+
+def test_field_level_errors(api, world):
+    cases = [
+        (_body(segments=["missing"]), "segments"),
+        (_body(template_slug="nothing"), "template_slug"),
+        (_body(channel_order=["sms", "sms"]), "channel_order"),
+        (_body(channel_order=["fax"]), "channel_order.0"),
+        (_body(channel_order=["whatsapp"]), "channel_order"),  # the family has no WhatsApp
+        (_body(exclude_segments=["everyone"]), "exclude_segments"),
+        (_body(send_mode="local", local_send_time="10:00"), "local_send_date"),
+        (_body(throttle_per_minute=0), "throttle_per_minute"),
+        (_body(colour="red"), "colour"),
+    ]
+    for body, field in cases:
+        response = api.post("/api/v1/broadcasts/", body, format="json")
+        assert response.status_code == 400, (body, response.json())
+        assert field in _errors(response), (field, response.json())
+    api.post("/api/v1/broadcasts/", _body(), format="json")
+    again = api.post("/api/v1/broadcasts/", _body(), format="json")
+    assert "slug" in _errors(again)
+    assert Broadcast.objects.count() == 1
+
+
+def test_a_launched_broadcast_cannot_be_changed_or_deleted(api, world):
+    api.post("/api/v1/broadcasts/", _body(), format="json")
+    Broadcast.objects.update(status="sending")
+    assert (
+        api.patch("/api/v1/broadcasts/black-friday/", {"name": "x"}, format="json").status_code
+        == 409
+    )
+    assert api.delete("/api/v1/broadcasts/black-friday/").status_code == 409
+    assert Broadcast.objects.get().name == "Black Friday"
+
+
+def test_dry_run_and_report(api, world):
+    api.post("/api/v1/broadcasts/", _body(), format="json")
+    dry = api.get("/api/v1/broadcasts/black-friday/dry-run/")
+    assert dry.status_code == 200, dry.json()
+    assert dry.json()["audience"] == 3
+    report = api.get("/api/v1/broadcasts/black-friday/report/")
+    assert report.status_code == 200, report.json()
+    assert report.json()["totals"]["recipients"] == 0
+    assert report.json()["activity"]["hours"] == []
+
+
+def test_scopes(world):
+    reader, writer = client_with("broadcasts:read"), client_with("broadcasts:write")
+    assert reader.post("/api/v1/broadcasts/", _body(), format="json").status_code == 403
+    assert writer.get("/api/v1/broadcasts/").status_code == 403
+    assert writer.post("/api/v1/broadcasts/", _body(), format="json").status_code == 201
+    assert reader.get("/api/v1/broadcasts/black-friday/dry-run/").status_code == 200
+    assert reader.post("/api/v1/broadcasts/black-friday/launch/").status_code == 403
+    assert writer.get("/api/v1/broadcasts/black-friday/report/").status_code == 403
+    assert Broadcast.objects.get().status == "draft"
