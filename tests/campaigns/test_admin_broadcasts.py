@@ -76,7 +76,7 @@ def test_a_marketer_builds_a_broadcast_with_the_form(client, marketer, audience)
     assert created.channel_order == ["sms", "email"]
     assert list(created.segments.all()) == [audience]
     assert created.created_by == marketer
-    assert AuditEntry.objects.filter(action="add").exists()
+    assert AuditEntry.objects.filter(action="create").exists()
 
 
 def test_form_errors_are_field_level(client, marketer, audience):
