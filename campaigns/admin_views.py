@@ -22,7 +22,7 @@ from .errors import BroadcastError
 from .forms import ConfirmForm, LaunchForm
 from .models import Broadcast
 from .reports import broadcast_activity, broadcast_report
-from .test_send import broadcast_test_send
+from .staff_sends import broadcast_test_send
 
 if TYPE_CHECKING:
     from .admin import BroadcastAdmin
