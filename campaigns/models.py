@@ -93,6 +93,9 @@ class Broadcast(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     recipient_count = models.PositiveIntegerField(default=0, help_text="Frozen at launch.")
+    # The throttle's token bucket (GCRA): the theoretical time the next message may be
+    # claimed. Spent in the same transaction as the claim it pays for (campaigns.services).
+    throttle_tat = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -34,6 +34,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "journeys.schedule_due",
             "schedule": settings.SCHEDULER_INTERVAL_SECONDS,
         },
+        "dispatch-broadcasts": {
+            "task": "campaigns.dispatch_due",
+            "schedule": settings.BROADCAST_DISPATCH_INTERVAL_SECONDS,
+        },
         "recompute-segments": {
             "task": "audiences.recompute_segments",
             "schedule": settings.SEGMENT_RECOMPUTE_INTERVAL_SECONDS,

@@ -286,6 +286,18 @@ SCHEDULER_BATCH_SIZE = env.int("SCHEDULER_BATCH_SIZE", default=200)
 # A claimed enrollment whose worker died is claimable again after this lease.
 SCHEDULER_LEASE_SECONDS = env.int("SCHEDULER_LEASE_SECONDS", default=60)
 
+# --- Broadcasts (campaigns) ---------------------------------------------------------------
+# How often beat claims due broadcast recipients (and the throttle's burst: one tick's worth).
+BROADCAST_DISPATCH_INTERVAL_SECONDS = env.float("BROADCAST_DISPATCH_INTERVAL_SECONDS", default=2.0)
+# Recipients claimed per broadcast per claim (unthrottled); sent in tasks of BROADCAST_CHUNK.
+BROADCAST_BATCH_SIZE = env.int("BROADCAST_BATCH_SIZE", default=500)
+BROADCAST_CHUNK = env.int("BROADCAST_CHUNK", default=50)
+# A claimed recipient whose worker died is claimable again after this lease.
+BROADCAST_LEASE_SECONDS = env.int("BROADCAST_LEASE_SECONDS", default=60)
+# Local-time sends: a zone whose send time passed at launch by at most this much is sent at
+# once; by more, its recipients are skipped ("the local send time had already passed").
+BROADCAST_LOCAL_LATE_GRACE_MINUTES = env.int("BROADCAST_LOCAL_LATE_GRACE_MINUTES", default=60)
+
 # --- Providers ------------------------------------------------------------------------
 SIMULATOR_HOST = env("SIMULATOR_HOST", default="127.0.0.1")
 SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8025)
