@@ -24,18 +24,12 @@ from .errors import BroadcastError
 from .forms import BroadcastForm
 from .models import Broadcast, BroadcastRecipient
 from .reports import broadcast_report
-
-ACTION_STATUSES = {
-    # which buttons a status offers (the services decide again)
-    "launch": {Broadcast.Status.DRAFT},
-    "pause": {Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING},
-    "resume": {Broadcast.Status.PAUSED},
-    "cancel": {Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING, Broadcast.Status.PAUSED},
-}
+from .status import allowed_actions
 
 
 def offered_actions(broadcast: Broadcast) -> list[str]:
-    return [name for name, statuses in ACTION_STATUSES.items() if broadcast.status in statuses]
+    """The buttons a broadcast's status offers (the services decide again)."""
+    return [name for name in allowed_actions(broadcast.status) if name != "launch"]
 
 
 @admin.register(Broadcast)

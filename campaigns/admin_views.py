@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.services import audit_record, audit_snapshot
+from audit.services import audit_record
 
+from . import services
 from .dryrun import broadcast_dry_run
 from .errors import BroadcastError
 from .forms import ConfirmForm, LaunchForm
@@ -58,8 +58,6 @@ def _messages_of(error: BroadcastError) -> list[str]:
 
 def _services_call(action: str) -> Callable[..., Any]:
     # The sending engine (campaigns.services) owns launch / pause / resume / cancel.
-    from . import services
-
     return getattr(services, f"broadcast_{action}")
 
 
@@ -94,20 +92,11 @@ class BroadcastViews:
         return reverse("admin:campaigns_broadcast_change", args=[broadcast.pk])
 
     def _act(self, request: HttpRequest, broadcast: Broadcast, action: str) -> bool:
-        """Run the service for `action`, audited; False (and the reasons shown) if refused."""
-        before = audit_snapshot(broadcast)
+        """Run the service for `action` (it records the audit entry, with the user as actor);
+        False, with the reasons shown, if refused."""
         try:
-            with transaction.atomic():
-                _services_call(action)(broadcast=broadcast, actor=request.user, now=timezone.now())
-                broadcast.refresh_from_db()
-                audit_record(
-                    actor=request.user,
-                    action=action,
-                    target=broadcast,
-                    before=before,
-                    after=audit_snapshot(broadcast),
-                    request=request,
-                )
+            _services_call(action)(broadcast=broadcast, actor=request.user, now=timezone.now())
+            broadcast.refresh_from_db()
         except BroadcastError as exc:
             for message in _messages_of(exc):
                 self.model_admin.message_user(request, message, messages.ERROR)

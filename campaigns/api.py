@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +18,7 @@ from audiences.models import Segment
 from messaging.api.common import Conflict, NewestFirstPagination, paginated
 from messaging.serializers import StrictSerializer
 
-from . import drafts
+from . import drafts, services
 from .dryrun import broadcast_dry_run
 from .errors import BroadcastError
 from .models import Broadcast
@@ -356,13 +355,10 @@ def _action_view(name: str, summary: str, description: str) -> type[APIView]:
 
     def post(self, request: Request, slug: str) -> Response:
         ActionInput(data=request.data or {}).is_valid(raise_exception=True)
-        from . import services  # the sending engine (campaigns.services)
-
         act: Callable[..., Any] = getattr(services, f"broadcast_{name}")
         broadcast = _get(slug)
-        try:
-            with transaction.atomic():
-                act(broadcast=broadcast, actor=request.auth, now=timezone.now())
+        try:  # the service records the audit entry (the API key as actor)
+            act(broadcast=broadcast, actor=request.auth, now=timezone.now())
         except BroadcastError as exc:
             raise _field_errors(exc) from None
         broadcast.refresh_from_db()

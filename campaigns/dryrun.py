@@ -49,12 +49,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audiences.services import segment_members
 from channels_app.channels import Channel
 from messaging import policies
 from messaging.models import Consent, ConsentStatus, Contact, Direction, Message, Template
 
 from .models import Broadcast
+from .services import audience_queryset, local_instant
+from .services.freeze import local_late_grace
 
 OK = "ok"
 PREFERRED = "preferred"
@@ -72,19 +73,18 @@ REASONS = {
     "frequency_cap": "frequency cap reached",
     "end_window": "held past the end-of-send window",
     "no_channel": "no channel in the order",
+    "local_time_passed": "the local send time has already passed in the contact's time zone",
 }
 
 
 def broadcast_audience(*, broadcast: Broadcast, now: dt.datetime) -> QuerySet[Contact]:
     """Contacts in any of the broadcast's segments and in none of its exclusion segments,
-    evaluated now (each segment one subquery; erased contacts are never members)."""
-    include = Q(pk__in=[])
-    for segment in broadcast.segments.all():
-        include |= Q(pk__in=segment_members(segment=segment, now=now).values("pk"))
-    contacts = Contact.objects.filter(erased_at__isnull=True).filter(include)
-    for segment in broadcast.exclude_segments.all():
-        contacts = contacts.exclude(pk__in=segment_members(segment=segment, now=now).values("pk"))
-    return contacts
+    evaluated now: the query the launch freezes (campaigns.services.audience_queryset)."""
+    return audience_queryset(
+        segments=list(broadcast.segments.all()),
+        excluded=list(broadcast.exclude_segments.all()),
+        now=now,
+    )
 
 
 def channel_order_for(order: list[str], preferred: str) -> list[str]:
@@ -99,19 +99,19 @@ def channel_order_for(order: list[str], preferred: str) -> list[str]:
     return result
 
 
-def send_time_for(*, broadcast: Broadcast, zone: str, now: dt.datetime) -> dt.datetime:
-    """When a contact in `zone` is due: never before `now`."""
+def send_time_for(*, broadcast: Broadcast, zone: str, now: dt.datetime) -> tuple[dt.datetime, bool]:
+    """When a contact in `zone` is due (never before `now`), and whether the launch would
+    skip them: in local mode, a send time already passed by more than the grace."""
     if broadcast.send_mode == Broadcast.SendMode.AT and broadcast.send_at:
-        return max(broadcast.send_at, now)
+        return max(broadcast.send_at, now), False
     if (
         broadcast.send_mode == Broadcast.SendMode.LOCAL
         and broadcast.local_send_date
         and broadcast.local_send_time
     ):
-        tz = policies._contact_zone(Contact(timezone=zone))
-        local = dt.datetime.combine(broadcast.local_send_date, broadcast.local_send_time, tz)
-        return max(local.astimezone(dt.UTC), now)
-    return now
+        at = local_instant(broadcast.local_send_date, broadcast.local_send_time, zone)
+        return max(at, now), at < now - local_late_grace()
+    return now, False
 
 
 # --- SQL: one outcome code per channel --------------------------------------------------
@@ -228,7 +228,8 @@ def broadcast_dry_run(*, broadcast: Broadcast, now: dt.datetime | None = None) -
     audience = broadcast_audience(broadcast=broadcast, now=now)
 
     zones = list(audience.order_by().values_list("timezone", flat=True).distinct())
-    send_times = {z: send_time_for(broadcast=broadcast, zone=z, now=now) for z in zones}
+    schedule = {z: send_time_for(broadcast=broadcast, zone=z, now=now) for z in zones}
+    send_times = {z: at for z, (at, _) in schedule.items()}
     if len(set(send_times.values())) <= 1:
         at: Any = Value(next(iter(send_times.values()), now), output_field=DateTimeField())
     else:
@@ -268,7 +269,11 @@ def broadcast_dry_run(*, broadcast: Broadcast, now: dt.datetime | None = None) -
         for channel in channels:
             if group[f"c_{channel}"] == OK:
                 rows[channel].reachable += n
-        zone, send_at = group["timezone"], send_times.get(group["timezone"], now)
+        zone = group["timezone"]
+        send_at, too_late = schedule.get(zone, (now, False))
+        if too_late:
+            final_skipped["local_time_passed"] += n
+            continue
         last_reason = "no_channel"
         for channel in channel_order_for(order, group["preferred_channel"]):
             code = group[f"c_{channel}"]
