@@ -197,3 +197,45 @@ def test_report_page_and_recipients_list(client, marketer, audience):
     )
     assert listed.status_code == 200
     assert reverse("touchline-timeline", args=[contact.pk]) in listed.content.decode()
+
+
+def test_launch_pause_resume_cancel_from_the_admin(client, marketer, audience):
+    b = broadcast([audience], send_mode="at", send_at="2099-01-01T10:00:00Z")
+    response = client.post(
+        reverse("admin:campaigns_broadcast_launch", args=[b.pk]), {"confirm_name": "black friday"}
+    )
+    assert response.status_code == 302
+    b.refresh_from_db()
+    assert (b.status, b.recipient_count, b.launched_by) == ("scheduled", 3, marketer)
+    page = client.get(reverse("admin:campaigns_broadcast_change", args=[b.pk]))
+    assert page.context["offered_actions"] == ["pause", "cancel"]
+    assert 'id="broadcast-pause"' in page.content.decode()
+
+    pause = reverse("admin:campaigns_broadcast_pause", args=[b.pk])
+    assert client.get(pause).status_code == 200
+    assert client.post(pause, {}).status_code == 200  # the box not ticked: nothing done
+    b.refresh_from_db()
+    assert b.status == "scheduled"
+    client.post(pause, {"confirm": "on"})
+    b.refresh_from_db()
+    assert b.status == "paused"
+    client.post(reverse("admin:campaigns_broadcast_resume", args=[b.pk]), {"confirm": "on"})
+    b.refresh_from_db()
+    assert b.status == "scheduled"
+    client.post(reverse("admin:campaigns_broadcast_cancel", args=[b.pk]), {"confirm": "on"})
+    b.refresh_from_db()
+    assert b.status == "cancelled"
+    entries = AuditEntry.objects.filter(action__in=["launch", "pause", "resume", "cancel"])
+    assert entries.count() == 4
+
+
+def test_a_refused_launch_shows_why(client, marketer, audience):
+    b = broadcast([audience], send_mode="at", send_at="2001-01-01T10:00:00Z")
+    response = client.post(
+        reverse("admin:campaigns_broadcast_launch", args=[b.pk]),
+        {"confirm_name": b.name},
+        follow=True,
+    )
+    assert "send time has passed" in response.content.decode()
+    b.refresh_from_db()
+    assert b.status == "draft"

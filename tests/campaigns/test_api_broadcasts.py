@@ -123,3 +123,44 @@ def test_scopes(world):
     assert reader.post("/api/v1/broadcasts/black-friday/launch/").status_code == 403
     assert writer.get("/api/v1/broadcasts/black-friday/report/").status_code == 403
     assert Broadcast.objects.get().status == "draft"
+
+
+def test_launch_pause_resume_cancel(api, world, django_capture_on_commit_callbacks):
+    from audit.models import AuditEntry
+    from campaigns.models import BroadcastRecipient
+
+    api.post(
+        "/api/v1/broadcasts/",
+        _body(send_mode="at", send_at="2099-01-01T10:00:00Z"),
+        format="json",
+    )
+    launched = api.post("/api/v1/broadcasts/black-friday/launch/")
+    assert launched.status_code == 200, launched.json()
+    assert launched.json()["status"] == "scheduled"
+    assert launched.json()["recipient_count"] == 3
+    assert BroadcastRecipient.objects.count() == 3
+    again = api.post("/api/v1/broadcasts/black-friday/launch/")
+    assert again.status_code == 400  # (bcsend's message: "status", or an empty audience)
+    assert BroadcastRecipient.objects.count() == 3
+
+    assert api.post("/api/v1/broadcasts/black-friday/resume/").status_code == 400
+    assert api.post("/api/v1/broadcasts/black-friday/pause/").json()["status"] == "paused"
+    assert api.post("/api/v1/broadcasts/black-friday/resume/").json()["status"] == "scheduled"
+    assert api.post("/api/v1/broadcasts/black-friday/cancel/").json()["status"] == "cancelled"
+    assert set(BroadcastRecipient.objects.values_list("state", flat=True)) == {"cancelled"}
+    actions = set(AuditEntry.objects.values_list("action", flat=True))
+    assert {"launch", "pause", "resume", "cancel"} <= actions
+
+
+def test_launch_refusals_are_field_level(api, world):
+    api.post(
+        "/api/v1/broadcasts/", _body(send_mode="at", send_at="2001-01-01T10:00:00Z"), format="json"
+    )
+    response = api.post("/api/v1/broadcasts/black-friday/launch/")
+    assert response.status_code == 400
+    assert "send_at" in _errors(response)
+    assert Broadcast.objects.get().status == "draft"
+    assert (
+        api.post("/api/v1/broadcasts/black-friday/launch/", {"x": 1}, format="json").status_code
+        == 400
+    )
