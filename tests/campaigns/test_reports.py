@@ -154,3 +154,15 @@ def test_overview_and_fixed_query_counts():
     for _ in range(5):
         _recipient(b, status="delivered")
     assert measure() == before
+
+
+def test_the_admin_home_shows_the_broadcasts_overview(client):
+    from django.contrib.auth.models import User
+
+    b = _world()
+    client.force_login(User.objects.create_superuser("root", "root@staff.example", "x"))
+    html = client.get("/admin/").content.decode()
+    assert 'id="broadcasts-overview"' in html
+    assert b.name in html
+    client.force_login(User.objects.create_user("nobody", is_staff=True))
+    assert 'id="broadcasts-overview"' not in client.get("/admin/").content.decode()
