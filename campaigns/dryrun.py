@@ -13,7 +13,7 @@ channel is a CASE expression, and contacts are GROUPed BY those outcomes, time z
 preferred channel. Python then walks the groups (bounded by the number of outcome
 combinations and time zones, never by the audience) to apply the channel order, quiet hours
 (computed per time zone with policies.quiet_hours_end itself) and the end-of-send window.
-Four queries (segments, exclusions, templates, time zones) plus the grouped one, whatever the
+Five queries (segments, exclusions, templates, time zones, the grouped one), whatever the
 audience size.
 
 Time: each contact is evaluated at their own send time: the launch (mode "now"), `send_at`,
