@@ -239,3 +239,18 @@ def test_a_refused_launch_shows_why(client, marketer, audience):
     assert "send time has passed" in response.content.decode()
     b.refresh_from_db()
     assert b.status == "draft"
+
+
+def test_a_draft_is_edited_with_its_values_in_the_widgets(client, marketer, audience):
+    b = broadcast([audience], channel_order=["preferred", "email"])
+    url = reverse("admin:campaigns_broadcast_change", args=[b.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<option value="preferred" selected>' in html
+    assert 'id="broadcast-report"' not in html  # no chart before launch
+    form = _form(audience, name="Cyber Monday", channel_order_0="email", channel_order_1="sms")
+    assert client.post(url, form).status_code == 302
+    b.refresh_from_db()
+    assert (b.name, b.slug, b.channel_order) == ("Cyber Monday", "black-friday", ["email", "sms"])
+    assert AuditEntry.objects.filter(action="change").exists()
