@@ -23,7 +23,7 @@ SEND_TASK_OPTIONS = {
 }
 BEAT_TASK_OPTIONS = {"ignore_result": True, "time_limit": 120, "soft_time_limit": 100}
 BATCH_SECONDS = 10.0  # one claim round: a few statements per sending broadcast
-MAX_ROUNDS_PER_CALL = 10
+MAX_ROUNDS_PER_CALL = 4
 CHAIN_KEY = "campaigns:dispatch-chain"
 
 

@@ -145,13 +145,17 @@ def broadcasts_dispatch(
     now = now or timezone.now()
     limit = limit or settings.BROADCAST_BATCH_SIZE
     lease_seconds = lease_seconds or settings.BROADCAST_LEASE_SECONDS
+    # A window can close before a scheduled broadcast's first recipient was due (local
+    # time: the audience's zones all come later than the one the launch checked against).
+    ended = Broadcast.objects.filter(status__in=(S.SCHEDULED, S.SENDING), end_at__lte=now)
+    for broadcast in ended.only("pk", "slug", "name"):
+        broadcast_end_window(broadcast=broadcast, now=now)
     broadcasts_start_due(now=now)
     claims = []
-    sending = Broadcast.objects.filter(status=S.SENDING).only("pk", "end_at", "slug", "name")
+    sending = Broadcast.objects.filter(status=S.SENDING).only("pk", "end_at")
     for broadcast in sending:
         if broadcast.end_at is not None and broadcast.end_at <= now:
-            broadcast_end_window(broadcast=broadcast, now=now)
-            continue
+            continue  # ended just now, by another tick
         ids = recipients_claim(
             broadcast_id=broadcast.pk, now=now, limit=limit, lease_seconds=lease_seconds
         )

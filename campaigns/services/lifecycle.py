@@ -169,6 +169,8 @@ def broadcast_launch(
         raise BroadcastError(
             {"local_send_time": ["The local send time has already passed for every recipient."]}
         )
+    if locked.end_at is not None and locked.end_at <= frozen.first_send:
+        raise BroadcastError({"end_at": ["The send window ends before any recipient's send time."]})
     locked.status = S.SENDING if frozen.first_send <= now else S.SCHEDULED
     locked.launched_at = now
     locked.launched_by = actor if isinstance(actor, get_user_model()) else None

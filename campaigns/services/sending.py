@@ -25,7 +25,10 @@ logger = logging.getLogger(__name__)
 
 R = BroadcastRecipient.State
 S = Broadcast.Status
-UPDATED_FIELDS = ["state", "send_after", "channel", "message", "reason", "updated_at"]
+UPDATED_FIELDS = ["state", "send_after", "channel", "message", "reason", "attempts", "updated_at"]
+# A recipient claimed this many times without an outcome (its send kept killing the worker
+# before the batch committed) is failed instead of being claimed forever.
+MAX_CLAIMS = 5
 
 
 def idempotency_key(broadcast_id: int, contact_id: int, channel: str) -> str:
@@ -105,12 +108,20 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
     recipient.updated_at = now
     order = channel_order(broadcast, contact)
     # A message an earlier attempt created (and committed) is this recipient's send: never
-    # a second one, whatever the policies say now (its own message counts to the cap).
-    for channel in order:
+    # a second one, whatever the policies say now (its own message counts to the cap), on
+    # whichever channel it went (the preferred one may have changed since).
+    for channel in Channel.values:
         found = batch.existing.get(idempotency_key(broadcast.pk, contact.pk, channel))
         if found is not None:
             _record_message(batch, recipient, found)
             return
+    if recipient.attempts > MAX_CLAIMS:
+        recipient.state, recipient.channel = R.FAILED, ""
+        recipient.reason = (
+            f"its send stopped the worker {recipient.attempts - 1} times before it was recorded"
+        )
+        batch.touch(recipient, "failed", reason=recipient.reason)
+        return
     skipped: list[str] = []
     failed: list[str] = []
     for channel in order:
@@ -130,8 +141,9 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
             cap_action=broadcast.frequency_cap_action,
         )
         if decision.held:
-            # Claimed again when the hold ends, and decided afresh then.
-            recipient.state, recipient.channel = R.HELD, channel
+            # Claimed again when the hold ends, and decided afresh then; `attempts` counts
+            # claims since the last decision.
+            recipient.state, recipient.channel, recipient.attempts = R.HELD, channel, 0
             recipient.send_after = decision.hold_until
             recipient.reason = decision.reason[:255]
             until = decision.hold_until.isoformat()
@@ -202,7 +214,7 @@ def _send_together(recipient_ids: list[int], now: dt.datetime) -> dict[str, int]
         keys = [
             idempotency_key(broadcast_id, r.contact_id, channel)
             for r in rows
-            for channel in channel_order(broadcast, r.contact)
+            for channel in Channel.values
         ]
         existing = {m.idempotency_key: m for m in Message.objects.filter(idempotency_key__in=keys)}
         batch = Batch(broadcast=broadcast, templates=templates, existing=existing, now=now)

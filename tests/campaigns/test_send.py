@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from campaigns import services
+from campaigns.errors import BroadcastError
 from campaigns.models import Broadcast, BroadcastRecipient
 from messaging.models import Consent, Message, Touchpoint
 from tests.factories import ConsentFactory, TemplateFactory
@@ -295,3 +296,84 @@ def test_a_second_send_of_the_same_recipients_sends_nothing(staff, send):
     assert services.recipients_send(recipient_ids=ids, now=NOW) == {"sent": 3}
     assert services.recipients_send(recipient_ids=ids, now=NOW) == {}
     assert messages_per_contact(broadcast) == {"p-0": 1, "p-1": 1, "p-2": 1}
+
+
+def test_a_window_that_ends_before_a_scheduled_broadcast_started(staff, send):
+    """Local time: launched before every zone's time, the window closes first for some."""
+    templates()
+    (nyc,) = people(1, prefix="nyc", tz="America/New_York")
+    (tyo,) = people(1, prefix="tyo", tz="Asia/Tokyo")
+    day = dt.date(2026, 11, 24)
+    end = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)  # after Tokyo's 9:00, before NYC's
+    broadcast = launch(
+        draft(
+            [static_segment([nyc, tyo])],
+            send_mode="local",
+            local_send_date=day,
+            local_send_time=dt.time(9),
+            end_at=end,
+            category="transactional",
+        ),
+        staff,
+    )
+    assert broadcast.status == S.SCHEDULED
+    send(now=dt.datetime(2026, 11, 24, 0, 0, tzinfo=dt.UTC))
+    assert states(broadcast) == {"nyc-0": "pending", "tyo-0": "sent"}
+    send(now=end)
+    assert states(broadcast) == {"nyc-0": "skipped", "tyo-0": "sent"}
+    broadcast.refresh_from_db()
+    assert broadcast.status == S.COMPLETED
+
+    # A window that closes before anyone's send time is refused at launch.
+    refused = draft(
+        [static_segment([nyc])],
+        slug="refused",
+        send_mode="local",
+        local_send_date=day,
+        local_send_time=dt.time(9),
+        end_at=end,
+    )
+    with pytest.raises(BroadcastError) as raised:
+        launch(refused, staff)
+    assert set(raised.value.errors) == {"end_at"}
+
+
+def test_a_scheduled_broadcast_whose_window_closed_unstarted_completes(staff, send):
+    templates()
+    (nyc,) = people(1, prefix="nyc", tz="America/New_York")
+    broadcast = launch(
+        draft(
+            [static_segment([nyc])],
+            send_mode="at",
+            send_at=NOW + dt.timedelta(hours=1),
+            end_at=NOW + dt.timedelta(hours=2),
+        ),
+        staff,
+    )
+    # Paused through its whole window, resumed after: the rest is skipped, not sent late.
+    services.broadcast_pause(broadcast=broadcast, actor=staff, now=NOW)
+    services.broadcast_resume(broadcast=broadcast, actor=staff, now=NOW + dt.timedelta(hours=3))
+    send(now=NOW + dt.timedelta(hours=3))
+    assert states(broadcast) == {"nyc-0": "skipped"}
+    assert not Message.objects.exists()
+
+
+def test_the_beat_task_drains_a_backlog_by_chaining(
+    staff, settings, django_capture_on_commit_callbacks
+):
+    """dispatch_due claims a few rounds; the last send task it queues calls it again, until
+    nothing is due (eager Celery: the tasks run inline)."""
+    from campaigns.tasks import MAX_ROUNDS_PER_CALL, dispatch_due
+
+    settings.BROADCAST_BATCH_SIZE = 2
+    settings.BROADCAST_CHUNK = 1
+    templates()
+    n = 2 * MAX_ROUNDS_PER_CALL * 2 + 3  # more than two calls' worth
+    broadcast = launch(draft([static_segment(people(n))], category="transactional"), staff)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_due()
+        dispatch_due()  # the next beat tick completes it
+    assert set(states(broadcast).values()) == {"sent"}
+    assert len(messages_per_contact(broadcast)) == n
+    broadcast.refresh_from_db()
+    assert broadcast.status == S.COMPLETED
