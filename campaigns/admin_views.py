@@ -17,7 +17,7 @@ from django.utils import timezone
 from audit.services import audit_record
 
 from . import services
-from .dryrun import broadcast_dry_run
+from .dryrun import REASONS, broadcast_dry_run
 from .errors import BroadcastError
 from .forms import ConfirmForm, LaunchForm
 from .models import Broadcast
@@ -59,6 +59,19 @@ def _messages_of(error: BroadcastError) -> list[str]:
 def _services_call(action: str) -> Callable[..., Any]:
     # The sending engine (campaigns.services) owns launch / pause / resume / cancel.
     return getattr(services, f"broadcast_{action}")
+
+
+def _label(counts: dict[str, int]) -> list[tuple[int, str]]:
+    return [(n, REASONS.get(code, code)) for code, n in counts.items()]
+
+
+def _labelled(dry_run: dict[str, Any]) -> dict[str, Any]:
+    """The dry run with its reason codes in words, for the page."""
+    for row in dry_run["channels"]:
+        row["held_labelled"] = _label(row["held_reasons"])
+        row["skipped_labelled"] = _label(row["skipped_reasons"])
+    dry_run["skipped_labelled"] = _label(dry_run["skipped_reasons"])
+    return dry_run
 
 
 class BroadcastViews:
@@ -111,7 +124,7 @@ class BroadcastViews:
         can_launch = request.user.has_perm(LAUNCH_PERMISSION)
         context = {
             **self._context(request, broadcast, f"Review: {broadcast}"),
-            "dry_run": broadcast_dry_run(broadcast=broadcast, now=timezone.now()),
+            "dry_run": _labelled(broadcast_dry_run(broadcast=broadcast, now=timezone.now())),
             "segments": list(broadcast.segments.all()),
             "exclude_segments": list(broadcast.exclude_segments.all()),
             "can_launch": can_launch and broadcast.status == Broadcast.Status.DRAFT,

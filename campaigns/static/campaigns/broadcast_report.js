@@ -30,7 +30,7 @@
       const activity = data.activity;
       status.textContent = activity.hours.length ? "" : "No activity yet.";
       new Chart(canvas, {
-        type: "line",
+        type: "bar",
         data: {
           labels: activity.hours.map(label),
           datasets: Object.keys(COLORS).map((name) => ({
@@ -38,7 +38,6 @@
             data: activity.series[name] || [],
             borderColor: COLORS[name],
             backgroundColor: COLORS[name],
-            tension: 0.2,
           })),
         },
         options: { maintainAspectRatio: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
