@@ -144,6 +144,9 @@ class BroadcastViews:
                 reverse("admin:campaigns_broadcast_review", args=[broadcast.pk])
             )
         form = LaunchForm(request.POST, broadcast=broadcast)
+        if broadcast.status != Broadcast.Status.DRAFT:
+            # Only a draft launches (a second freeze would add who joined the segments since).
+            form.add_error(None, f"{broadcast} is {broadcast.get_status_display().lower()}.")
         if not form.is_valid():
             return self._review_page(request, broadcast, form)
         if self._act(request, broadcast, "launch"):

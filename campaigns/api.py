@@ -357,6 +357,16 @@ def _action_view(name: str, summary: str, description: str) -> type[APIView]:
         ActionInput(data=request.data or {}).is_valid(raise_exception=True)
         act: Callable[..., Any] = getattr(services, f"broadcast_{name}")
         broadcast = _get(slug)
+        if name == "launch" and broadcast.status != Broadcast.Status.DRAFT:
+            # Only a draft launches (a second freeze would add who joined the segments since).
+            raise exceptions.ValidationError(
+                {
+                    "status": [
+                        f"A {broadcast.get_status_display().lower()} broadcast cannot be "
+                        "launched: only drafts are."
+                    ]
+                }
+            )
         try:  # the service records the audit entry (the API key as actor)
             act(broadcast=broadcast, actor=request.auth, now=timezone.now())
         except BroadcastError as exc:

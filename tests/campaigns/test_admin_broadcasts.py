@@ -13,7 +13,7 @@ from journeys.staff_groups import ensure_staff_groups
 from messaging.models import Message
 from tests.factories import ContactFactory
 
-from .ui_helpers import broadcast, sms_subscriber, static_segment, templates
+from .ui_helpers import NOW, broadcast, sms_subscriber, static_segment, templates
 
 pytestmark = pytest.mark.django_db
 
@@ -254,3 +254,18 @@ def test_a_draft_is_edited_with_its_values_in_the_widgets(client, marketer, audi
     b.refresh_from_db()
     assert (b.name, b.slug, b.channel_order) == ("Cyber Monday", "black-friday", ["email", "sms"])
     assert AuditEntry.objects.filter(action="change").exists()
+
+
+def test_only_a_draft_launches(client, marketer, audience):
+    b = broadcast([audience], send_mode="at", send_at="2099-01-01T10:00:00Z")
+    url = reverse("admin:campaigns_broadcast_launch", args=[b.pk])
+    client.post(url, {"confirm_name": b.name})
+    newcomer = sms_subscriber()
+    from audiences.services import static_segment_add
+    from messaging.models import Contact
+
+    static_segment_add(segment=audience, contacts=Contact.objects.filter(pk=newcomer.pk), now=NOW)
+    response = client.post(url, {"confirm_name": b.name})
+    assert response.status_code == 200
+    assert "scheduled" in str(response.context["launch_form"].non_field_errors())
+    assert BroadcastRecipient.objects.filter(broadcast=b).count() == 3

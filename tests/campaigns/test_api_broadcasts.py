@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from audiences.services import static_segment_add
 from campaigns.models import Broadcast
-from messaging.models import ApiKey
+from messaging.models import ApiKey, Contact
 
-from .ui_helpers import sms_subscriber, static_segment, templates
+from .ui_helpers import NOW, sms_subscriber, static_segment, templates
 
 pytestmark = pytest.mark.django_db
 
@@ -140,8 +141,15 @@ def test_launch_pause_resume_cancel(api, world, django_capture_on_commit_callbac
     assert launched.json()["recipient_count"] == 3
     assert BroadcastRecipient.objects.count() == 3
     again = api.post("/api/v1/broadcasts/black-friday/launch/")
-    assert again.status_code == 400  # (bcsend's message: "status", or an empty audience)
+    assert again.status_code == 400
+    assert "status" in _errors(again)
     assert BroadcastRecipient.objects.count() == 3
+    newcomer = sms_subscriber()
+    static_segment_add(
+        segment=world["everyone"], contacts=Contact.objects.filter(pk=newcomer.pk), now=NOW
+    )
+    assert api.post("/api/v1/broadcasts/black-friday/launch/").status_code == 400
+    assert BroadcastRecipient.objects.count() == 3  # a second launch freezes nobody new
 
     assert api.post("/api/v1/broadcasts/black-friday/resume/").status_code == 400
     assert api.post("/api/v1/broadcasts/black-friday/pause/").json()["status"] == "paused"
