@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,8 +21,9 @@ from django.utils.html import format_html
 from audit.admin_mixins import ReadOnlyAdminMixin
 
 from . import admin_views, drafts
+from .drafts import template_channels
 from .errors import BroadcastError
-from .forms import BroadcastForm
+from .forms import CHANNEL_LABELS, BroadcastForm
 from .models import Broadcast, BroadcastRecipient
 from .reports import broadcast_report
 from .status import allowed_actions
@@ -109,9 +111,30 @@ class BroadcastAdmin(admin.ModelAdmin):
             + f"?broadcast__id__exact={obj.pk}",
         )
 
+    @admin.display(description="Channel order")
+    def channel_order_display(self, obj: Broadcast) -> str:
+        return " → ".join(CHANNEL_LABELS.get(c, c) for c in obj.channel_order or []) or "—"
+
+    @admin.display(description="Template family")
+    def template_family(self, obj: Broadcast) -> str:
+        channels = ", ".join(CHANNEL_LABELS.get(c, c) for c in template_channels(obj.template_slug))
+        return f"{obj.template_slug} — {channels or 'no templates'}"
+
+    def _launched_fields(self) -> tuple:
+        shown = {"channel_order": "channel_order_display", "template_slug": "template_family"}
+        return tuple(
+            (name, {**spec, "fields": tuple(_swap(spec["fields"], shown))})
+            for name, spec in self.fieldsets
+        )
+
+    def get_form(self, request: HttpRequest, obj: Broadcast | None = None, change=False, **kw):
+        if obj is not None and obj.status != Broadcast.Status.DRAFT:
+            kw["form"] = forms.ModelForm  # nothing editable (the marketer's fields are gone)
+        return super().get_form(request, obj, change, **kw)
+
     def get_fieldsets(self, request: HttpRequest, obj: Broadcast | None = None):
         if obj is not None and obj.status != Broadcast.Status.DRAFT:
-            return (*self.launched_fieldsets, *self.fieldsets)
+            return (*self.launched_fieldsets, *self._launched_fields())
         return self.fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Broadcast | None = None):
@@ -122,7 +145,7 @@ class BroadcastAdmin(admin.ModelAdmin):
                 "recipient_count",
                 "timeline",
                 "results",
-                *(f for _, spec in self.fieldsets for f in _flat(spec["fields"])),
+                *(f for _, spec in self._launched_fields() for f in _flat(spec["fields"])),
             ]
         return ["slug"] if obj is not None else []
 
@@ -154,6 +177,10 @@ class BroadcastAdmin(admin.ModelAdmin):
             )
             return HttpResponseRedirect(request.path)
         extra_context = {**(extra_context or {})}
+        if broadcast is not None and broadcast.status != Broadcast.Status.DRAFT:
+            extra_context.update(
+                show_save=False, show_save_and_continue=False, show_save_and_add_another=False
+            )
         if broadcast is not None:
             extra_context.update(
                 offered_actions=offered_actions(broadcast),
@@ -227,6 +254,15 @@ class BroadcastAdmin(admin.ModelAdmin):
         if "_review" in request.POST:
             return HttpResponseRedirect(reverse("admin:campaigns_broadcast_review", args=[obj.pk]))
         return super().response_add(request, obj, post_url_continue)
+
+
+def _swap(fields: Any, shown: dict[str, str]) -> list[Any]:
+    return [
+        tuple(shown.get(f, f) for f in field)
+        if isinstance(field, tuple)
+        else shown.get(field, field)
+        for field in fields
+    ]
 
 
 def _flat(fields: Any) -> list[str]:

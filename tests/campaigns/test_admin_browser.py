@@ -149,6 +149,12 @@ def test_a_marketer_schedules_a_broadcast_in_local_time_and_reads_the_report(
     expect(page.locator("#broadcast-report-table tr[data-channel=sms]")).to_contain_text("3")
     page.wait_for_function(CHARTS_DRAWN)
     screenshot(page, "22-broadcast-report.png")
+    # The broadcast's own page: read-only now, with its figures and chart.
+    page.goto(f"{base}/admin/campaigns/broadcast/{broadcast.pk}/change/")
+    expect(page.locator(".errornote")).to_contain_text("cannot be changed")
+    expect(page.locator(".field-results")).to_contain_text("4 recipients · 3 sent")
+    page.wait_for_function(CHARTS_DRAWN)
+    screenshot(page, "23-broadcast-page.png")
     page.goto(f"{base}/admin/")
     expect(page.locator("#broadcasts-overview")).to_contain_text("Winter sale")
     assert js_errors == []
