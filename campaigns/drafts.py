@@ -147,7 +147,7 @@ def _locked_draft(broadcast: Broadcast) -> Broadcast:
             {
                 "": [
                     f"This broadcast is {locked.get_status_display().lower()}: only a draft "
-                    "can be changed. Duplicate it to send something else."
+                    "can be changed. Create a new broadcast to send something else."
                 ]
             }
         )

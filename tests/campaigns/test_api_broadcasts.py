@@ -172,3 +172,19 @@ def test_launch_refusals_are_field_level(api, world):
         api.post("/api/v1/broadcasts/black-friday/launch/", {"x": 1}, format="json").status_code
         == 400
     )
+
+
+def test_the_draft_writer_itself_refuses_a_launched_broadcast(world):
+    from campaigns import drafts
+    from campaigns.errors import BroadcastError
+
+    b = drafts.broadcast_create(
+        values={"name": "B", "slug": "b", "template_slug": "promo"}, segments=[world["everyone"]]
+    )
+    Broadcast.objects.filter(pk=b.pk).update(status="scheduled")
+    with pytest.raises(BroadcastError) as refused:
+        drafts.broadcast_update(broadcast=b, values={"name": "Changed"}, segments=[])
+    assert "only a draft" in refused.value.errors[""][0]
+    with pytest.raises(BroadcastError):
+        drafts.broadcast_delete(broadcast=b)
+    assert Broadcast.objects.get(pk=b.pk).name == "B"
