@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from audiences.models import Segment
 from messaging.api.common import Conflict, NewestFirstPagination, paginated
+from messaging.models import Template
 from messaging.serializers import StrictSerializer
 
 from . import drafts, services
@@ -91,6 +92,9 @@ class BroadcastOutput(serializers.ModelSerializer):
         ]
 
     def get_template_channels(self, obj: Broadcast) -> list[str]:
+        known = self.context.get("template_channels")  # a list page: read once for all
+        if known is not None:
+            return known.get(obj.template_slug, [])
         return drafts.template_channels(obj.template_slug)
 
 
@@ -281,7 +285,15 @@ class BroadcastListView(APIView):
             qs = qs.filter(status=wanted)
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(BroadcastOutput(page, many=True).data)
+        channels: dict[str, list[str]] = {}
+        for slug, channel in Template.objects.filter(
+            slug__in={b.template_slug for b in page}
+        ).values_list("slug", "channel"):
+            channels.setdefault(slug, []).append(channel)
+        context = {"template_channels": {k: sorted(v) for k, v in channels.items()}}
+        return paginator.get_paginated_response(
+            BroadcastOutput(page, many=True, context=context).data
+        )
 
     @extend_schema(
         request=BroadcastCreateInput,

@@ -188,3 +188,21 @@ def test_the_draft_writer_itself_refuses_a_launched_broadcast(world):
     with pytest.raises(BroadcastError):
         drafts.broadcast_delete(broadcast=b)
     assert Broadcast.objects.get(pk=b.pk).name == "B"
+
+
+def test_the_list_reads_a_fixed_number_of_queries(api, world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def measure() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert api.get("/api/v1/broadcasts/").status_code == 200
+        return len(ctx.captured_queries)
+
+    api.post("/api/v1/broadcasts/", _body(), format="json")
+    one = measure()
+    for n in range(4):
+        api.post("/api/v1/broadcasts/", _body(slug=f"more-{n}"), format="json")
+    assert measure() == one
+    listed = api.get("/api/v1/broadcasts/").json()["results"]
+    assert {tuple(b["template_channels"]) for b in listed} == {("email", "sms")}
