@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from audiences.models import Segment
 from channels_app.channels import Channel
@@ -18,6 +19,7 @@ from messaging.models import Template
 
 from .errors import BroadcastError
 from .models import Broadcast
+from .services import launch_errors
 
 PREFERRED = "preferred"
 CHANNEL_CHOICES = (PREFERRED, *Channel.values)
@@ -106,6 +108,14 @@ def broadcast_validate(
         errors.add("goal_window_hours", f"Between 1 and {MAX_GOAL_WINDOW_HOURS} hours.")
     if values.get("category") not in Broadcast.Category.values:
         errors.add("category", f"Choose one of: {', '.join(Broadcast.Category.values)}.")
+    # What the launch will refuse (a send time already passed, …), said now rather than at
+    # launch: the launch's own checks, on the values as they would be saved.
+    draft = Broadcast(**{k: v for k, v in values.items() if k in FIELDS})
+    later = launch_errors(draft, has_segments=bool(segments), now=timezone.now())
+    for name, messages in later.items():
+        if name not in errors:
+            for message in messages:
+                errors.add(name, message)
     if errors:
         raise BroadcastError(dict(errors))
 

@@ -87,6 +87,7 @@ def test_form_errors_are_field_level(client, marketer, audience):
         ({"send_mode": "local"}, "local_send_date"),
         ({"exclude_segments": [audience.pk]}, "exclude_segments"),
         ({"throttle_per_minute": "0"}, "throttle_per_minute"),
+        ({"send_mode": "at", "send_at_0": "2001-01-01", "send_at_1": "10:00"}, "send_at"),
     ]
     for extra, field in cases:
         response = client.post(reverse("admin:campaigns_broadcast_add"), _form(audience, **extra))

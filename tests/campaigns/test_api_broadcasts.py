@@ -161,9 +161,14 @@ def test_launch_pause_resume_cancel(api, world, django_capture_on_commit_callbac
 
 
 def test_launch_refusals_are_field_level(api, world):
+    past = _body(send_mode="at", send_at="2001-01-01T10:00:00Z")
+    refused = api.post("/api/v1/broadcasts/", past, format="json")
+    assert refused.status_code == 400  # said when saving, not only at launch
+    assert "send_at" in _errors(refused)
     api.post(
-        "/api/v1/broadcasts/", _body(send_mode="at", send_at="2001-01-01T10:00:00Z"), format="json"
+        "/api/v1/broadcasts/", _body(send_mode="at", send_at="2099-01-01T10:00:00Z"), format="json"
     )
+    Broadcast.objects.update(send_at="2001-01-01T10:00:00Z")  # time passed since it was saved
     response = api.post("/api/v1/broadcasts/black-friday/launch/")
     assert response.status_code == 400
     assert "send_at" in _errors(response)
