@@ -38,7 +38,7 @@ BROADCAST_EXAMPLE = OpenApiExample(
         "channel_order": ["whatsapp", "sms", "email"],
         "category": "marketing",
         "send_mode": "local",
-        "local_send_date": "2026-11-27",
+        "local_send_date": "2027-11-26",
         "local_send_time": "10:00",
         "throttle_per_minute": 600,
         "goal_event": "order.completed",
