@@ -270,3 +270,26 @@ def test_only_a_draft_launches(client, marketer, audience):
     assert response.status_code == 200
     assert "scheduled" in str(response.context["launch_form"].non_field_errors())
     assert BroadcastRecipient.objects.filter(broadcast=b).count() == 3
+
+
+def test_the_review_page_reads_a_fixed_number_of_queries(client, marketer, audience):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from audiences.services import static_segment_add
+    from messaging.models import Contact
+
+    b = broadcast([audience])
+    url = reverse("admin:campaigns_broadcast_review", args=[b.pk])
+
+    def measure() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    before = measure()
+    more = [sms_subscriber(timezone="Asia/Tokyo") for _ in range(10)]
+    static_segment_add(
+        segment=audience, contacts=Contact.objects.filter(pk__in=[c.pk for c in more]), now=NOW
+    )
+    assert measure() == before
