@@ -287,7 +287,7 @@ SCHEDULER_BATCH_SIZE = env.int("SCHEDULER_BATCH_SIZE", default=200)
 SCHEDULER_LEASE_SECONDS = env.int("SCHEDULER_LEASE_SECONDS", default=60)
 
 # --- Broadcasts (campaigns) ---------------------------------------------------------------
-# How often beat claims due broadcast recipients (and the throttle's burst: one tick's worth).
+# How often beat claims due broadcast recipients (a late tick's throttle catch-up: 5 of these).
 BROADCAST_DISPATCH_INTERVAL_SECONDS = env.float("BROADCAST_DISPATCH_INTERVAL_SECONDS", default=2.0)
 # Recipients claimed per broadcast per claim (unthrottled); sent in tasks of BROADCAST_CHUNK.
 BROADCAST_BATCH_SIZE = env.int("BROADCAST_BATCH_SIZE", default=500)

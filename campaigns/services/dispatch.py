@@ -20,6 +20,7 @@ from .sql import recipients_touch
 R = BroadcastRecipient.State
 S = Broadcast.Status
 WINDOW_ENDED = "send window ended"
+CATCH_UP_TICKS = 5
 
 
 def throttle_grant(
@@ -29,12 +30,13 @@ def throttle_grant(
     from which the claimed ones are counted (`start + claimed * interval` is the new tat).
 
     The theoretical arrival time `tat` advances one interval per claimed recipient; every
-    slot at or before `now` may be claimed. An idle or late bucket catches up by at most one
-    tick's worth (BROADCAST_DISPATCH_INTERVAL_SECONDS), so a pause or a slow tick never
-    becomes a burst: over minutes the claims hold the configured rate."""
+    slot at or before `now` may be claimed. A late tick (the beat task waited in the queue
+    behind deliveries) catches up what it missed, for at most CATCH_UP_TICKS ticks' worth,
+    so an idle spell (everyone held, nothing due) never becomes more than a small burst:
+    over minutes the claims hold the configured rate."""
     interval = dt.timedelta(seconds=60.0 / per_minute)
-    tick = dt.timedelta(seconds=settings.BROADCAST_DISPATCH_INTERVAL_SECONDS)
-    start = now if tat is None else max(tat, now - tick)
+    catch_up = dt.timedelta(seconds=settings.BROADCAST_DISPATCH_INTERVAL_SECONDS * CATCH_UP_TICKS)
+    start = now if tat is None else max(tat, now - catch_up)
     if start > now:
         return 0, start
     slots = math.floor((now - start) / interval) + 1

@@ -93,11 +93,8 @@ def launch_errors(
     for message in order_errors:
         add("channel_order", message)
     if not order_errors:
-        channels = (
-            Channel.values
-            if PREFERRED in broadcast.channel_order
-            else [c for c in broadcast.channel_order]
-        )
+        order = broadcast.channel_order
+        channels = list(Channel.values) if PREFERRED in order else list(order)
         if not broadcast.template_slug:
             add("template_slug", "Choose the message's template.")
         elif not Template.objects.filter(
