@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from channels_app.channels import Channel
@@ -181,7 +183,8 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
         return
     recipient.channel = ""
     recipient.state = R.FAILED if failed else R.SKIPPED
-    recipient.reason = "; ".join(failed or skipped or ["no channel to send on"])[:255]
+    nothing = "no channel to try: the contact has no preferred channel and the order names no other"
+    recipient.reason = "; ".join(failed or skipped or [nothing])[:255]
     batch.touch(recipient, recipient.state, reason=recipient.reason)
 
 
@@ -205,8 +208,9 @@ def _send_together(recipient_ids: list[int], now: dt.datetime) -> dict[str, int]
         if broadcast.status != S.SENDING or (broadcast.end_at and broadcast.end_at <= now):
             # Paused (or its window ended) after the claim: hand the rows back at once so a
             # resume does not wait for the lease; a cancel or the window's end settles them.
+            # The claim is not counted (pausing often must not fail them as a crash loop).
             BroadcastRecipient.objects.filter(pk__in=[r.pk for r in rows]).update(
-                send_after=now, updated_at=now
+                send_after=now, attempts=Greatest(F("attempts") - 1, 0), updated_at=now
             )
             outcomes["returned"] = outcomes.get("returned", 0) + len(rows)
             continue

@@ -23,7 +23,22 @@ from campaigns.models import BroadcastRecipient
 from messaging.models import Message
 from messaging.services import message_create, messages_sweep
 
-from .conftest import NOW, draft, messages_per_contact, people, states, static_segment, templates
+from .broadcast_fixtures import (
+    NOW,
+    draft,
+    marketer,
+    messages_per_contact,
+    people,
+    states,
+    static_segment,
+    templates,
+)
+
+
+@pytest.fixture
+def staff(db):
+    return marketer()
+
 
 LEASE = dt.timedelta(seconds=settings.BROADCAST_LEASE_SECONDS)
 

@@ -15,9 +15,25 @@ from campaigns.models import Broadcast, BroadcastRecipient
 from campaigns.status import allowed_actions
 from messaging.models import Contact, Touchpoint
 
-from .conftest import NOW, draft, dynamic_segment, people, states, static_segment, templates
+from .broadcast_fixtures import (
+    NOW,
+    draft,
+    dynamic_segment,
+    marketer,
+    people,
+    states,
+    static_segment,
+    templates,
+)
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(db):
+    return marketer()
+
+
 S = Broadcast.Status
 
 

@@ -15,10 +15,11 @@ from campaigns.models import Broadcast, BroadcastRecipient
 from messaging.models import Consent, Message, Touchpoint
 from tests.factories import ConsentFactory, TemplateFactory
 
-from .conftest import (
+from .broadcast_fixtures import (
     NOW,
     draft,
     kinds,
+    marketer,
     messages_per_contact,
     people,
     states,
@@ -27,6 +28,13 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(db):
+    return marketer()
+
+
 S = Broadcast.Status
 
 
@@ -104,6 +112,25 @@ def test_preferred_channel_goes_first(staff, send):
             "contact__external_id", "channel"
         )
     ) == {"p-0": "email", "p-1": "sms"}
+
+
+def test_preferred_only_without_a_preferred_channel_is_skipped_with_the_reason(staff, send):
+    templates()
+    (contact,) = people(1)
+    broadcast = launch(draft([static_segment([contact])], channel_order=["preferred"]), staff)
+    send()
+    row = BroadcastRecipient.objects.get(broadcast=broadcast)
+    assert row.state == "skipped" and "no preferred channel" in row.reason
+    assert not Message.objects.exists()
+
+
+def test_the_beat_runs_the_dispatcher_every_interval(settings):
+    from config.celery import app
+
+    app.finalize(auto=True)
+    entry = app.conf.beat_schedule["dispatch-broadcasts"]
+    assert entry["task"] == "campaigns.dispatch_due"
+    assert entry["schedule"] == settings.BROADCAST_DISPATCH_INTERVAL_SECONDS
 
 
 def test_whatsapp_template_outside_the_window(staff, send):
@@ -251,6 +278,8 @@ def test_pause_mid_send_then_resume_sends_the_rest_once(staff, send):
     services.broadcast_pause(broadcast=broadcast, actor=staff, now=NOW)
     outcome = services.recipients_send(recipient_ids=claims[0].recipient_ids[2:], now=NOW)
     assert outcome == {"returned": 3}
+    returned = BroadcastRecipient.objects.filter(pk__in=claims[0].recipient_ids[2:])
+    assert set(returned.values_list("attempts", flat=True)) == {0}  # not counted as a crash
     assert send(now=NOW + dt.timedelta(seconds=5)) == 0
     assert Message.objects.count() == 2
     services.broadcast_resume(broadcast=broadcast, actor=staff, now=NOW + dt.timedelta(minutes=1))

@@ -15,9 +15,22 @@ from campaigns.tasks import dispatch_due
 from config.celery import app as celery_app
 from messaging.models import Message
 
-from .conftest import draft, messages_per_contact, people, states, static_segment, templates
+from .broadcast_fixtures import (
+    draft,
+    marketer,
+    messages_per_contact,
+    people,
+    states,
+    static_segment,
+    templates,
+)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def staff(db):
+    return marketer()
 
 
 def test_a_real_worker_sends_a_small_broadcast_through_the_simulator(staff, simulator):

@@ -1,11 +1,11 @@
-"""Broadcast test helpers: contacts with consent, segments, a template family, a draft."""
+"""Broadcast test data: a staff member, contacts with consent, segments, a template family,
+a draft. A module, not a conftest, so other campaigns test modules keep their own."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
 
-import pytest
 from django.contrib.auth.models import User
 
 from audiences.models import Segment
@@ -18,8 +18,7 @@ from tests.factories import ConsentFactory, ContactFactory, TemplateFactory
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def staff(db) -> User:
+def marketer() -> User:
     return User.objects.create_user("marketer", is_staff=True)
 
 
