@@ -145,7 +145,9 @@ def broadcast_launch(
     but a draft is refused."""
     now = now or timezone.now()
     locked = _lock(broadcast)
-    if not can_transition(locked.status, S.SENDING):
+    # Only a draft: a scheduled broadcast may move on to sending (the dispatcher does that),
+    # but launching it again would freeze whoever joined its segments since.
+    if locked.status != S.DRAFT or not can_transition(locked.status, S.SENDING):
         raise _refuse(locked, "launched")
     segments = list(locked.segments.all())
     excluded = list(locked.exclude_segments.all())

@@ -95,7 +95,7 @@ def test_no_template_for_a_channel_and_whatsapp_window():
 
 
 def test_whatsapp_content_sid_sends_outside_the_window():
-    templates(channels=("whatsapp",), whatsapp_sid="HX123")
+    templates(channels=("whatsapp",), whatsapp_sid="HX" + "12" * 16)
     outside = ContactFactory(whatsapp="+14155550901")
     ConsentFactory(contact=outside, channel="whatsapp")
     b = broadcast(

@@ -237,7 +237,7 @@ def test_relaunch_is_refused_and_never_freezes_twice(staff):
     broadcast = launch(draft([seg]), staff)
     static_segment_add_b = static_segment([b])
     broadcast.segments.add(static_segment_add_b)
-    for status in (S.SENDING, S.COMPLETED, S.CANCELLED):
+    for status in (S.SCHEDULED, S.SENDING, S.PAUSED, S.COMPLETED, S.CANCELLED):
         Broadcast.objects.filter(pk=broadcast.pk).update(status=status)
         with pytest.raises(BroadcastError) as raised:
             launch(broadcast, staff)
