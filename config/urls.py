@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("messaging.urls")),
     path("api/v1/", include("audiences.urls")),
+    path("api/v1/", include("campaigns.urls")),
     path("api/v1/", include("journeys.urls")),
     path("api/v1/", include("outbound.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

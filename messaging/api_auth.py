@@ -37,6 +37,8 @@ ALL_SCOPES = (
     "segments:write",
     "imports:read",
     "imports:write",
+    "broadcasts:read",
+    "broadcasts:write",
     "webhooks:manage",
 )
 KEYWORD = "Api-Key"

@@ -25,11 +25,33 @@ from django.utils import timezone
 from audiences.models import SegmentMembership, SegmentMembershipChange
 from audit.models import AuditEntry
 from audit.services import audit_record
+from campaigns.models import Broadcast, BroadcastRecipient
 from journeys.models import Enrollment, Journey
 from journeys.staff_groups import GROUPS, ensure_staff_groups
 from messaging.models import Consent, ConsentChange, Contact, Conversation, Message
+from tests.factories import TemplateFactory
 
 from .world import ALL, NOBODY, ROLES, SUPERUSER, World, assert_untouched, fresh, login, snapshot
+
+
+def _broadcast(w: World, status: str = "draft") -> Broadcast:
+    """A broadcast to the SMS-reachable segment, in `status` (made inside the role's
+    savepoint, before the snapshot), with an SMS and an email template."""
+    for channel in ("sms", "email"):
+        if not TemplateFactory._meta.model.objects.filter(slug="matrix", channel=channel):
+            TemplateFactory(slug="matrix", channel=channel, subject="Hi", body="Sale!")
+    b, created = Broadcast.objects.get_or_create(
+        slug=f"matrix-{status}",
+        defaults={"name": f"Matrix {status}", "template_slug": "matrix", "status": status},
+    )
+    if created:
+        b.segments.set([w.objects["segment"]])
+    return b
+
+
+def _broadcast_status(status: str) -> Callable[[World], str]:
+    return lambda w: Broadcast.objects.get(slug=f"matrix-{status}").status
+
 
 SELECT: dict[str, Callable[[World], Any]] = {
     "auth.group": lambda w: w.group,
@@ -53,6 +75,14 @@ SELECT: dict[str, Callable[[World], Any]] = {
         segment=w.objects["static_segment"], contact=w.customer, change="entered", at=timezone.now()
     ),
     "audiences.contactimport": lambda w: w.objects["contact_import"],
+    "campaigns.broadcast": _broadcast,
+    # Recipients are written by the sending engine only.
+    "campaigns.broadcastrecipient": lambda w: BroadcastRecipient.objects.create(
+        broadcast=_broadcast(w, "sending"),
+        contact=w.customer,
+        send_after=timezone.now(),
+        updated_at=timezone.now(),
+    ),
     "outbound.webhooksubscription": lambda w: w.subscription,
     "outbound.webhookdelivery": lambda w: w.delivery,
     # The two ledgers: nobody deletes from them, superusers included.
@@ -74,6 +104,7 @@ LEDGERS = (
     "messaging.consentchange",
     "audiences.segmentmembership",
     "audiences.segmentmembershipchange",
+    "campaigns.broadcastrecipient",
 )
 
 
@@ -168,6 +199,9 @@ ACTIONS: dict[tuple[str, str], ActionRow] = {
         (label, "delete_selected"): ActionRow(SUPERUSER) for label in SELECT if label not in LEDGERS
     },
     **{(label, "delete_selected"): ActionRow(NOBODY) for label in LEDGERS},
+    # Broadcasts have no bulk actions (a launched one is history; drafts are deleted from
+    # their page), so not even superusers are offered delete_selected.
+    ("campaigns.broadcast", "delete_selected"): ActionRow(NOBODY),
 }
 
 
@@ -348,6 +382,72 @@ STAFF_URLS: list[UrlCase] = [
         effect=lambda w: SegmentMembership.objects.filter(
             segment=w.objects["static_segment"], contact=w.customer
         ).exists(),
+    ),
+    # Broadcasts: the review page (a dry run: changes nothing) and the report for anyone who
+    # sees broadcasts; the test send (own test contacts) and the buttons for Marketing.
+    UrlCase(
+        "admin:campaigns_broadcast_review",
+        "get",
+        lambda w: [_broadcast(w).pk],
+        {"viewer", "marketing", "superuser"},
+        changes_nothing=True,
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_send_test",
+        "post",
+        lambda w: [_broadcast(w).pk],
+        {"marketing", "superuser"},
+        effect=lambda w: Message.objects.filter(source="admin-test").exists(),
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_launch",
+        "post",
+        lambda w: [_broadcast(w).pk],
+        {"marketing", "superuser"},
+        data=lambda w: {"confirm_name": "Matrix draft"},
+        effect=lambda w: _broadcast_status("draft")(w) == "sending",
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_pause",
+        "get",
+        lambda w: [_broadcast(w, "sending").pk],
+        {"marketing", "superuser"},
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_pause",
+        "post",
+        lambda w: [_broadcast(w, "sending").pk],
+        {"marketing", "superuser"},
+        data=lambda w: {"confirm": "on"},
+        effect=lambda w: _broadcast_status("sending")(w) == "paused",
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_resume",
+        "post",
+        lambda w: [_broadcast(w, "paused").pk],
+        {"marketing", "superuser"},
+        data=lambda w: {"confirm": "on"},
+        effect=lambda w: _broadcast_status("paused")(w) != "paused",
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_cancel",
+        "post",
+        lambda w: [_broadcast(w, "sending").pk],
+        {"marketing", "superuser"},
+        data=lambda w: {"confirm": "on"},
+        effect=lambda w: _broadcast_status("sending")(w) == "cancelled",
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_report",
+        "get",
+        lambda w: [_broadcast(w, "sending").pk],
+        {"viewer", "marketing", "superuser"},
+    ),
+    UrlCase(
+        "admin:campaigns_broadcast_report_data",
+        "get",
+        lambda w: [_broadcast(w, "sending").pk],
+        {"viewer", "marketing", "superuser"},
     ),
     # Read-only pages: every role.
     UrlCase("touchline-timeline", "get", _customer, ALL),
