@@ -295,6 +295,9 @@ def test_a_campaign_from_csv_to_report(live_stack, page: Page, js_errors, tmp_pa
         table.locator(f"tr[data-channel={c}] td").nth(3).inner_text() for c in ("sms", "email")
     ] == ["2", "1"]
     expect(table.locator("tfoot th").nth(1)).to_have_text("6")
+    # Jakarta's two and Agus (unsubscribed everywhere) have no channel.
+    expect(table.locator("tr[data-channel=none] td").nth(0)).to_contain_text("not sent yet")
+    expect(table.locator("tr[data-channel=none] td").nth(1)).to_have_text("3")
     expect(page.locator("#broadcast-states")).to_contain_text("pending: 2")
     expect(page.locator("#broadcast-states")).to_contain_text("sent: 3")
     page.wait_for_function(CHARTS_DRAWN)
