@@ -208,6 +208,7 @@ def test_a_campaign_from_csv_to_report(live_stack, page: Page, js_errors, tmp_pa
     expect(page.locator("#dry-run-totals")).to_contain_text("6 contact(s): 5 would be sent")
     expect(page.locator("#dry-run tr[data-channel=sms] td").nth(2)).to_have_text("4")
     expect(page.locator("#dry-run tr[data-channel=email] td").nth(2)).to_have_text("1")
+    expect(page.locator("#dry-run-skipped")).to_contain_text("1 — unsubscribed from this channel")
     expect(page.locator("#broadcast-summary")).to_contain_text("in each contact's own time zone")
     screenshot(page, "09-broadcast-review.png")
     page.locator("#send-test").click()
@@ -216,6 +217,9 @@ def test_a_campaign_from_csv_to_report(live_stack, page: Page, js_errors, tmp_pa
         ("admin-test", TEST_PHONE),
         ("admin-test", "mara@example.com"),
     }
+    assert [m["body"] for m in sim.messages(to=TEST_PHONE)] == [
+        "Hi Mara, our rainy-season sale starts today!"
+    ]
     page.locator("#id_confirm_name").fill("Rainy season sale")
     page.locator("#launch-form input[type=submit]").click()
     expect(page.locator(".messagelist .success")).to_contain_text("launched: 6 recipient(s)")
