@@ -306,4 +306,16 @@ def test_a_campaign_from_csv_to_report(live_stack, page: Page, js_errors, tmp_pa
     expect(page.locator("#broadcast-states")).to_contain_text("sent: 3")
     page.wait_for_function(CHARTS_DRAWN)
     screenshot(page, "10-broadcast-report.png")
+    # Every recipient and what happened: Jakarta's two wait for their local time.
+    page.get_by_role("link", name="every recipient and what happened").click()
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(6)
+    waiting = rows.filter(has=page.locator("td.field-state", has_text="Pending"))
+    expect(waiting).to_have_count(2)
+    assert sorted(
+        waiting.locator("td.field-contact_link, th.field-contact_link").all_inner_texts()
+    ) == [
+        "Budi",
+        "Putri",
+    ]
     assert js_errors == []
