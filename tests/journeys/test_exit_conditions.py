@@ -49,6 +49,8 @@ def test_an_exit_event_for_one_cart_exits_only_that_cart(django_capture_on_commi
     contact = ContactFactory()
     with django_capture_on_commit_callbacks(execute=True):
         a, b = enroll(contact, cart_id="A"), enroll(contact, cart_id="B")
+    a.refresh_from_db()
+    b.refresh_from_db()
     assert {a.state, b.state} == {"waiting"}
 
     other, _ = event_ingest(name="cart.emptied", contact=contact, properties={"cart_id": "C"})
