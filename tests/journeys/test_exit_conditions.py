@@ -230,3 +230,26 @@ def test_exit_queries_do_not_grow_with_the_enrollments(django_assert_max_num_que
 
     one = ingest_counting(1, 20)
     assert ingest_counting(6, one) == one
+
+
+def test_a_survey_answer_that_is_the_exit_event_exits_the_enrollment_that_asked(
+    simulator, django_capture_on_commit_callbacks
+):
+    """The engine takes over the ending an event it applied inline made (as for a goal):
+    the steps after the survey do not overwrite EXITED."""
+    from journeys import engine
+    from tests.journeys.test_survey_conversion import _asked, _journey
+
+    Journey.objects.filter(pk=_journey(goal="").pk).update(
+        exit_event="survey.answered", exit_match={"score": 9}
+    )
+    contact, enrollment = _asked(simulator, django_capture_on_commit_callbacks)
+    event_ingest(name="message.replied", contact=contact, properties={"body": "9"})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.enrollment_advance(enrollment_id=enrollment.pk) == "exited"
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.exit_reason) == ("exited", "exit event survey.answered")
+    assert enrollment.context["steps"]["nps"]["score"] == 9
+    assert not enrollment.visits.filter(step__key="after").exists()
+    kinds = list(Touchpoint.objects.filter(contact=contact).values_list("kind", flat=True))
+    assert kinds.count("journey_exited") == 1
