@@ -193,6 +193,10 @@ def test_the_journey_form_checks_the_exit_match(client):
     assert alone.context["adminform"].form.errors["exit_match"] == [
         "An exit match needs an exit event."
     ]
+    goal = client.post(
+        "/admin/journeys/journey/add/", _journey_post(goal_match='{"cart__id": "trigger.x"}')
+    )
+    assert "is not a property name" in goal.context["adminform"].form.errors["goal_match"][0]
     assert not Journey.objects.filter(slug="cart-form").exists()
 
     saved = client.post("/admin/journeys/journey/add/", _journey_post())
@@ -253,3 +257,18 @@ def test_a_survey_answer_that_is_the_exit_event_exits_the_enrollment_that_asked(
     assert not enrollment.visits.filter(step__key="after").exists()
     kinds = list(Touchpoint.objects.filter(contact=contact).values_list("kind", flat=True))
     assert kinds.count("journey_exited") == 1
+
+
+def test_leaving_a_segment_can_be_an_exit_condition():
+    """Segment changes become events only when a journey can use them: an exit counts."""
+    from tests.journeys.test_segment_triggers import set_plan, vip
+
+    seg = vip()
+    journey = cart_journey(exit_event="segment.left", exit_match={"segment": "vip"})
+    contact = ContactFactory(attributes={"plan": "pro"})
+    set_plan(contact, "pro", seg)
+    enrollment = enroll(contact, cart_id="A")
+    set_plan(contact, "free", seg)
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.exit_reason) == ("exited", "exit event segment.left")
+    assert journey.exit_event in journey_events_in_use()
