@@ -272,3 +272,29 @@ def test_leaving_a_segment_can_be_an_exit_condition():
     enrollment.refresh_from_db()
     assert (enrollment.state, enrollment.exit_reason) == ("exited", "exit event segment.left")
     assert journey.exit_event in journey_events_in_use()
+
+
+def test_the_abandoned_cart_blueprint_exits_when_that_cart_is_emptied(
+    blueprints, simulator, fire, run_due
+):
+    import datetime as dt
+
+    import time_machine
+    from django.utils import timezone
+
+    from tests.journeys.test_keyed_events import ADA, CART_A, CART_B
+
+    Journey.objects.filter(slug="post-purchase").update(status="archived")
+    start = timezone.now().replace(hour=12, minute=0)  # outside quiet hours in London
+    with time_machine.travel(start, tick=True):
+        fire("cart.updated", ADA, CART_A)
+        fire("cart.updated", {"external_id": "ada"}, CART_B)
+    with time_machine.travel(start + dt.timedelta(minutes=10), tick=True):
+        emptied = fire("cart.emptied", {"external_id": "ada"}, {"cart_id": "B"})
+    b = Enrollment.objects.get(trigger_event__properties__cart_id="B")
+    assert emptied["exited"] == [b.pk]
+    assert (b.state, b.exit_reason) == ("exited", "exit event cart.emptied")
+    with time_machine.travel(start + dt.timedelta(hours=1, minutes=1), tick=True):
+        assert run_due() == 1  # cart A's reminder only
+    [reminder] = simulator.messages()
+    assert "Red shoes" in reminder["body"] and "Green hat" not in reminder["body"]
