@@ -88,6 +88,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                     "trigger_filter",
                     ("entry_policy", "entry_key"),
                     ("goal_event", "goal_match"),
+                    ("exit_event", "exit_match"),
                 )
             },
         ),
@@ -127,6 +128,8 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 "entry_key",
                 "goal_event",
                 "goal_match",
+                "exit_event",
+                "exit_match",
                 "category",
             ]
         return readonly

@@ -46,6 +46,9 @@ class EventOutput(serializers.ModelSerializer):
     contact = serializers.SerializerMethodField()
     enrolled = serializers.SerializerMethodField()
     converted = serializers.SerializerMethodField()
+    exited = serializers.SerializerMethodField(
+        help_text="Enrollments this event ended through their journey's exit condition."
+    )
     resumed = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     warnings = serializers.SerializerMethodField(
@@ -69,6 +72,7 @@ class EventOutput(serializers.ModelSerializer):
             "processed_at",
             "enrolled",
             "converted",
+            "exited",
             "resumed",
             "error",
             "warnings",
@@ -82,6 +86,9 @@ class EventOutput(serializers.ModelSerializer):
 
     def get_converted(self, event: Event) -> list[int]:
         return event.result.get("converted", [])
+
+    def get_exited(self, event: Event) -> list[int]:
+        return event.result.get("exited", [])
 
     def get_resumed(self, event: Event) -> list[int]:
         return event.result.get("resumed", [])
@@ -127,6 +134,7 @@ def event_output(event: Event) -> dict[str, Any]:
         ),
         "enrolled": result.get("enrolled", []),
         "converted": result.get("converted", []),
+        "exited": result.get("exited", []),
         "resumed": result.get("resumed", []),
         "error": result.get("error", ""),
         "warnings": event_warnings(event),
@@ -360,6 +368,8 @@ class JourneyOutput(serializers.ModelSerializer):
             "entry_key",
             "goal_event",
             "goal_match",
+            "exit_event",
+            "exit_match",
             "category",
             "version",
             "created_at",

@@ -383,13 +383,15 @@ JOURNEYS: list[dict[str, Any]] = [
         "slug": "abandoned-cart",
         "name": "Abandoned cart",
         "description": "A cart not ordered within an hour gets a reminder listing its items, "
-        "a last one a day later; an order.completed for the same cart_id ends it as converted. "
-        "One running enrollment per contact and cart.",
+        "a last one a day later; an order.completed for the same cart_id ends it as converted, "
+        "a cart.emptied for it as exited. One running enrollment per contact and cart.",
         "trigger_event": "cart.updated",
         "entry_policy": Journey.EntryPolicy.ONCE_AT_A_TIME,
         "entry_key": "cart_id",
         "goal_event": "order.completed",
         "goal_match": {"cart_id": "trigger.cart_id"},
+        "exit_event": "cart.emptied",
+        "exit_match": {"cart_id": "trigger.cart_id"},
         "category": Journey.Category.MARKETING,
         "steps": [
             {

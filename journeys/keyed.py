@@ -6,8 +6,9 @@ A match is a JSON object from property name to expected value, e.g.
 number or boolean). Values compare as JSON, type included (``5`` is not ``"5"``).
 
 It is used by wait-for-event steps (``config["match"]``), journey goals
-(``Journey.goal_match``) and keyed entry (``Journey.entry_key``). Matching runs in SQL over
-the enrollment's trigger event properties so waking and converting stay set-based.
+(``Journey.goal_match``), exit conditions (``Journey.exit_match``) and keyed entry
+(``Journey.entry_key``). Matching runs in SQL over the enrollment's trigger event properties
+so waking, converting and exiting stay set-based (journeys.event_effects).
 """
 
 from __future__ import annotations

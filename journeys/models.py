@@ -94,6 +94,17 @@ class Journey(models.Model):
         blank=True,
         help_text='Goal event properties that must match, e.g. {"cart_id": "trigger.cart_id"}.',
     )
+    exit_event = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="An event that ends the journey as exited (a goal match on the same event "
+        "converts instead).",
+    )
+    exit_match = SafeJSONField(
+        default=dict,
+        blank=True,
+        help_text='Exit event properties that must match, e.g. {"cart_id": "trigger.cart_id"}.',
+    )
     entry_key = models.CharField(
         max_length=64,
         blank=True,

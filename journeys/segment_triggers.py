@@ -3,7 +3,7 @@ membership change (audiences.signals.segment_membership_changed), and each one a
 can use becomes an internal event `segment.entered` / `segment.left` with properties
 {"segment": slug}, stored once under the idempotency key `segment-change:<change id>`.
 A journey with trigger event `segment.entered` and trigger filter {"segment": "vip"} then
-enrolls under its entry policy like any other trigger; waits and goals can use them too.
+enrolls under its entry policy like any other trigger; waits, goals and exits can use them.
 """
 
 from __future__ import annotations
@@ -48,19 +48,18 @@ def segment_trigger_problems(journey: Journey) -> list[str]:
 
 
 def _wanted(changes: list) -> list:
-    """The changes some active journey (trigger or goal) or waiting enrollment can use: a
+    """The changes some active journey (trigger, goal or exit) or waiting enrollment can use: a
     large first computation of a segment no journey names makes no events. Two queries."""
     names = set(EVENT_NAMES.values())
     every: set[str] = set()  # event names wanted for any segment
     per_name: dict[str, set[str]] = {}
     active = Journey.objects.filter(status=Journey.Status.ACTIVE).filter(
-        Q(trigger_event__in=names) | Q(goal_event__in=names)
+        Q(trigger_event__in=names) | Q(goal_event__in=names) | Q(exit_event__in=names)
     )
-    for trigger, trigger_filter, goal in active.values_list(
-        "trigger_event", "trigger_filter", "goal_event"
+    for trigger, trigger_filter, goal, exit_ in active.values_list(
+        "trigger_event", "trigger_filter", "goal_event", "exit_event"
     ):
-        if goal in names:
-            every.add(goal)
+        every.update({goal, exit_} & names)
         if trigger in names:
             slugs = _slugs(trigger_filter)
             if slugs is None:

@@ -11,7 +11,8 @@ EVENTS_IN_USE_CACHE_KEY = "journeys:events-in-use"
 
 
 def journey_events_in_use() -> frozenset[str]:
-    """Event names that an active journey is triggered by, has as its goal, or waits for.
+    """Event names that an active journey is triggered by, has as its goal or exit event, or
+    waits for.
     Cached for JOURNEY_EVENTS_CACHE_SECONDS and dropped whenever a journey or step is saved
     (journeys.receivers), so a journey activated in the admin counts at once."""
     names = cache.get(EVENTS_IN_USE_CACHE_KEY)
@@ -19,6 +20,7 @@ def journey_events_in_use() -> frozenset[str]:
         active = Journey.objects.filter(status=Journey.Status.ACTIVE).order_by()
         found = set(active.values_list("trigger_event", flat=True))
         found |= set(active.exclude(goal_event="").values_list("goal_event", flat=True))
+        found |= set(active.exclude(exit_event="").values_list("exit_event", flat=True))
         found |= set(
             Step.objects.filter(
                 journey__status=Journey.Status.ACTIVE, kind=Step.Kind.WAIT_FOR_EVENT
@@ -37,7 +39,7 @@ def forget_journey_events_in_use(**_: object) -> None:
 
 def unmatched_event_warning(name: str) -> str:
     return (
-        f"No active journey is triggered by, has as its goal, or waits for {name!r}: "
+        f"No active journey is triggered by, has as its goal or exit, or waits for {name!r}: "
         "this event was stored but starts nothing. Check the name, or activate a journey "
         "for it (the demo's journeys: manage.py install_blueprints --activate)."
     )

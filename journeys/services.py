@@ -7,113 +7,22 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import Min, Q
+from django.db.models import Min
 from django.utils import timezone
 
 from audiences.dirty import contacts_mark_changed
-from messaging.models import Contact, Direction, Touchpoint
+from messaging.models import Contact, Direction
 from messaging.services import idempotent_replay, touchpoint_record
 
-from . import signals
 from .conditions import filter_matches
-from .keyed import entry_key_value, match_q
+from .ending import enrollment_end, journey_touchpoint
+from .event_effects import _convert, _exit, _wake
+from .keyed import entry_key_value
 from .models import Enrollment, Event, Journey, Step
 from .selectors import journey_events_in_use, unmatched_event_warning
 
 logger = logging.getLogger(__name__)
 LIVE = Enrollment.LIVE_STATES
-
-
-def journey_touchpoint(
-    enrollment: Enrollment,
-    kind: str,
-    *,
-    data: dict[str, Any] | None = None,
-    dedupe: str | None = None,
-    occurred_at: dt.datetime | None = None,
-    channel: str = "",
-    defer_to: list[Touchpoint] | None = None,
-) -> None:
-    """A journey's entry on the contact's timeline, naming the journey and enrollment
-    (appended to `defer_to` instead of written when given: see touchpoint_record)."""
-    touchpoint_record(
-        contact_id=enrollment.contact_id,
-        kind=kind,
-        direction=Direction.INTERNAL,
-        channel=channel,
-        occurred_at=occurred_at,
-        data={
-            "journey": enrollment.journey.slug,
-            "journey_name": enrollment.journey.name,
-            "enrollment": enrollment.pk,
-            **(data or {}),
-        },
-        dedupe_key=f"enr:{enrollment.pk}:{dedupe}" if dedupe else None,
-        defer_to=defer_to,
-    )
-
-
-ENDED_FIELDS = [
-    "state",
-    "exit_reason",
-    "ended_at",
-    "next_run_at",
-    "waiting_for",
-    "wait_until",
-    "updated_at",
-    "current_step",
-    "context",
-    "wake_event",
-]
-
-
-def enrollment_end(
-    enrollment: Enrollment,
-    *,
-    state: str,
-    reason: str = "",
-    now: dt.datetime | None = None,
-    defer_to: list[Touchpoint] | None = None,
-    save: bool = True,
-) -> None:
-    """Finish an enrollment (completed, converted, exited, failed) with its touchpoint.
-    With `defer_to` the touchpoint is appended to it, and with `save=False` the row is left
-    to the caller (ENDED_FIELDS), to write in the same transaction."""
-    now = now or timezone.now()
-    enrollment.state = state
-    enrollment.exit_reason = reason[:255]
-    enrollment.ended_at = now
-    enrollment.next_run_at = None
-    enrollment.waiting_for = ""
-    enrollment.wait_until = None
-    if save:
-        enrollment.save(update_fields=ENDED_FIELDS)
-    kind = {
-        Enrollment.State.COMPLETED: "journey_completed",
-        Enrollment.State.CONVERTED: "converted",
-        Enrollment.State.EXITED: "journey_exited",
-        Enrollment.State.FAILED: "journey_failed",
-    }[state]
-    journey_touchpoint(
-        enrollment,
-        kind,
-        data={"reason": reason},
-        dedupe=kind,
-        occurred_at=now,
-        defer_to=defer_to,
-    )
-    ids = (enrollment.pk, enrollment.contact_id, enrollment.journey.slug)
-    transaction.on_commit(
-        lambda: signals.enrollment_ended.send(
-            sender=Enrollment,
-            enrollment_id=ids[0],
-            contact_id=ids[1],
-            journey_slug=ids[2],
-            state=state,
-            reason=reason,
-        ),
-        robust=True,
-    )
 
 
 def _active_journeys(name: str) -> list[Journey]:
@@ -189,75 +98,12 @@ def kick(enrollment_ids: list[int]) -> None:
     transaction.on_commit(enqueue, robust=True)
 
 
-def _keyed(candidates, by: str, matches, event: Event):
-    """Narrow `candidates` (enrollments) to those whose match config — per distinct value of
-    `by` (the journey or the current step); `matches` maps those ids to their configs —
-    accepts `event`: one query for the distinct owners, one for their configs, then one SQL
-    filter on the trigger events' properties."""
-    owners = set(candidates.order_by().values_list(by, flat=True).distinct())
-    if not owners:
-        return candidates.none()
-    clauses = Q(pk__in=[])
-    for owner, match in matches(owners).items():
-        q = match_q(match if isinstance(match, dict) else None, event.properties or {})
-        if q is not None:
-            clauses |= Q(**{by: owner}) & q
-    return candidates.filter(clauses)
-
-
-def _goal_matches(journey_ids: set[int]) -> dict[int, Any]:
-    return dict(Journey.objects.filter(pk__in=journey_ids).values_list("pk", "goal_match"))
-
-
-def _step_matches(step_ids: set[int]) -> dict[int, Any]:
-    rows = Step.objects.filter(pk__in=step_ids).values_list("pk", "config")
-    return {pk: (config or {}).get("match") for pk, config in rows}
-
-
-def _convert(event: Event, now: dt.datetime) -> list[int]:
-    converted = []
-    live = _keyed(
-        Enrollment.objects.filter(
-            contact_id=event.contact_id, state__in=LIVE, journey__goal_event=event.name
-        ),
-        "journey_id",
-        _goal_matches,
-        event,
-    )
-    live = live.select_for_update(of=("self",)).select_related("journey")
-    for enrollment in live:
-        enrollment_end(
-            enrollment,
-            state=Enrollment.State.CONVERTED,
-            reason=f"goal event {event.name}",
-            now=now,
-        )
-        converted.append(enrollment.pk)
-    return converted
-
-
-def _wake(event: Event, now: dt.datetime) -> list[int]:
-    waiting = _keyed(
-        Enrollment.objects.filter(
-            contact_id=event.contact_id, state=Enrollment.State.WAITING, waiting_for=event.name
-        ),
-        "current_step_id",
-        _step_matches,
-        event,
-    )
-    ids = list(waiting.values_list("pk", flat=True))
-    if ids:
-        Enrollment.objects.filter(pk__in=ids, waiting_for=event.name).update(
-            wake_event=event, next_run_at=now
-        )
-    return ids
-
-
 def _apply_event(
     event: Event, now: dt.datetime, journeys: dict[str, list[Journey]] | None = None
 ) -> list[int]:
     """What an event does, in the caller's transaction: its touchpoint, goal conversions,
-    waiting enrollments woken, new enrollments; the result and processed_at stored on the
+    exit conditions (after the goals: a goal wins), waiting enrollments woken, new
+    enrollments (journeys.event_effects); the result and processed_at stored on the
     event. Returns the enrollments to advance (the caller kicks them on commit). `journeys`
     caches the active journeys per event name across a batch."""
     touchpoint_record(
@@ -269,6 +115,7 @@ def _apply_event(
         dedupe_key=f"event:{event.pk}",
     )
     converted = _convert(event, now)
+    exited = _exit(event, now)
     woken = _wake(event, now)
     if journeys is None:
         journeys = {}
@@ -281,10 +128,15 @@ def _apply_event(
         enrollment = enrollment_start(journey=journey, contact=event.contact, event=event, now=now)
         if enrollment is not None:
             entered.append({"journey": journey.slug, "enrollment": enrollment.pk})
-    event.result = {"enrolled": entered, "converted": converted, "resumed": woken}
+    event.result = {
+        "enrolled": entered,
+        "converted": converted,
+        "exited": exited,
+        "resumed": woken,
+    }
     if (
         event.source == Event.Source.API
-        and not (entered or converted or woken)
+        and not (entered or converted or exited or woken)
         and event.name not in journey_events_in_use()
     ):
         event.result["warnings"] = [unmatched_event_warning(event.name)]
@@ -565,6 +417,8 @@ def journey_copy(*, journey: Journey, slug: str | None = None, name: str | None 
             entry_policy=journey.entry_policy,
             goal_event=journey.goal_event,
             goal_match=journey.goal_match,
+            exit_event=journey.exit_event,
+            exit_match=journey.exit_match,
             entry_key=journey.entry_key,
             category=journey.category,
             quiet_hours_start=journey.quiet_hours_start,

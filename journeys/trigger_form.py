@@ -11,6 +11,7 @@ from django import forms
 
 from audiences.models import Segment
 
+from .keyed import match_problems
 from .models import Journey
 from .segment_triggers import SEGMENT_ENTERED, SEGMENT_LEFT
 
@@ -49,6 +50,8 @@ class JourneyForm(forms.ModelForm):
             "entry_key",
             "goal_event",
             "goal_match",
+            "exit_event",
+            "exit_match",
             "category",
             "quiet_hours_start",
             "quiet_hours_end",
@@ -69,8 +72,27 @@ class JourneyForm(forms.ModelForm):
             if isinstance(wanted, str):
                 self.fields["trigger_segment"].initial = wanted
 
+    def _clean_match(self, name: str, where: str) -> Any:
+        match = self.cleaned_data.get(name)
+        problems = match_problems(match, where)
+        if problems:
+            raise forms.ValidationError([p.removeprefix(f"{where}: ") for p in problems])
+        return match
+
+    def clean_goal_match(self) -> Any:
+        return self._clean_match("goal_match", "Goal")
+
+    def clean_exit_match(self) -> Any:
+        return self._clean_match("exit_match", "Exit")
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        for match, event, message in (
+            ("goal_match", "goal_event", "A goal match needs a goal event."),
+            ("exit_match", "exit_event", "An exit match needs an exit event."),
+        ):
+            if match in self.fields and data.get(match) and not data.get(event):
+                self.add_error(match, message)
         if "trigger_event" not in self.fields:
             return data  # a live journey: its trigger is fixed (read-only)
         kind = data.get("trigger_kind") or EVENT

@@ -110,11 +110,14 @@ def journey_problems(journey: Journey, steps: list[Step] | None = None) -> list[
         return ["The journey has no steps."]
     keyed = (
         match_problems(journey.goal_match, "Goal")
+        + match_problems(journey.exit_match, "Exit")
         + entry_key_problems(journey.entry_key)
         + segment_trigger_problems(journey)
     )
     if journey.goal_match and not journey.goal_event:
         keyed.append("Goal: a goal match needs a goal event.")
+    if journey.exit_match and not journey.exit_event:
+        keyed.append("Exit: an exit match needs an exit event.")
     keys = [s.key for s in steps]
     problems = keyed + [
         f"Two steps are called “{k}”." for k in sorted({k for k in keys if keys.count(k) > 1})

@@ -14,6 +14,7 @@ from messaging.models import Touchpoint
 from messaging.services import touchpoints_write
 
 from .. import services
+from ..ending import ENDED_FIELDS
 from ..models import Enrollment, Step, StepVisit
 
 
@@ -91,7 +92,7 @@ class Deferred:
             updated_at = timezone.now()  # bulk_update does not run auto_now
             for enrollment in self.enrollments:
                 enrollment.updated_at = updated_at
-            _update_rows(self.enrollments, services.ENDED_FIELDS)
+            _update_rows(self.enrollments, ENDED_FIELDS)
         touchpoints_write(self.touchpoints)
         if self.visits:
             StepVisit.objects.bulk_create(self.visits)

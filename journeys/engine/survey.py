@@ -99,15 +99,21 @@ def _record_survey(
 
 def _ended_by(run: Run, events: list[Event]) -> None:
     """The events a step applied inline may have ended the running enrollment (a survey
-    answer that is the journey's goal converts it). `_convert` ended the row from its own
-    copy: take its ending over, so that `_run` stops there instead of overwriting it with
-    the steps that follow (and keeps this run's outputs in the context)."""
-    if not any(run.enrollment.pk in (e.result or {}).get("converted", []) for e in events):
+    answer that is the journey's goal converts it, one that is its exit event exits it).
+    event_effects ended the row from its own copy: take its ending over, so that `_run`
+    stops there instead of overwriting it with the steps that follow (and keeps this run's
+    outputs in the context)."""
+    ended = {
+        pk
+        for e in events
+        for pk in [*(e.result or {}).get("converted", []), *(e.result or {}).get("exited", [])]
+    }
+    if run.enrollment.pk not in ended:
         return
     run.enrollment.refresh_from_db(fields=ENDING_FIELDS)
 
 
-# What enrollment_end sets (services.ENDED_FIELDS less what the run itself owns).
+# What enrollment_end sets (journeys.ending.ENDED_FIELDS less what the run itself owns).
 ENDING_FIELDS = ["state", "exit_reason", "ended_at", "next_run_at", "waiting_for", "wait_until"]
 
 
