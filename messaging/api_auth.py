@@ -39,6 +39,7 @@ ALL_SCOPES = (
     "imports:write",
     "broadcasts:read",
     "broadcasts:write",
+    "broadcasts:transactional",
     "webhooks:manage",
 )
 KEYWORD = "Api-Key"

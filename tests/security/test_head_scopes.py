@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from audit.models import AuditEntry
 from audiences.services import segment_create
+from audit.models import AuditEntry
 from messaging.models import ApiKey
 
 pytestmark = pytest.mark.django_db
