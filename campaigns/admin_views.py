@@ -21,13 +21,13 @@ from .dryrun import REASONS, broadcast_dry_run
 from .errors import BroadcastError
 from .forms import ConfirmForm, LaunchForm
 from .models import Broadcast
+from .permissions import LAUNCH_PERMISSION, TRANSACTIONAL_PERMISSION, TRANSACTIONAL_REFUSAL
 from .reports import broadcast_activity, broadcast_report
 from .staff_sends import broadcast_test_send
 
 if TYPE_CHECKING:
     from .admin import BroadcastAdmin
 
-LAUNCH_PERMISSION = "campaigns.launch_broadcast"
 TEST_PERMISSION = "messaging.send_test_message"
 
 CONFIRMATIONS = {
@@ -149,6 +149,11 @@ class BroadcastViews:
             form.add_error(None, f"{broadcast} is {broadcast.get_status_display().lower()}.")
         if not form.is_valid():
             return self._review_page(request, broadcast, form)
+        if broadcast.category == Broadcast.Category.TRANSACTIONAL and not request.user.has_perm(
+            TRANSACTIONAL_PERMISSION
+        ):
+            self.model_admin.message_user(request, TRANSACTIONAL_REFUSAL, messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:campaigns_broadcast_review", args=[pk]))
         if self._act(request, broadcast, "launch"):
             self.model_admin.message_user(
                 request,

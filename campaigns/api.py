@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -15,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audiences.models import Segment
+from audit.services import audit_record, audit_snapshot
 from messaging.api.common import Conflict, NewestFirstPagination, paginated
 from messaging.models import Template
 from messaging.serializers import StrictSerializer
@@ -23,6 +25,7 @@ from . import drafts, services
 from .dryrun import broadcast_dry_run
 from .errors import BroadcastError
 from .models import Broadcast
+from .permissions import TRANSACTIONAL_SCOPE, key_has_scope
 from .reports import broadcast_activity, broadcast_report
 
 READ, WRITE = "broadcasts:read", "broadcasts:write"
@@ -308,9 +311,17 @@ class BroadcastListView(APIView):
         segments = _segments(data, "segments") or []
         excluded = _segments(data, "exclude_segments") or []
         try:
-            broadcast = drafts.broadcast_create(
-                values=data, segments=segments, exclude_segments=excluded
-            )
+            with transaction.atomic():
+                broadcast = drafts.broadcast_create(
+                    values=data, segments=segments, exclude_segments=excluded
+                )
+                audit_record(
+                    actor=request.auth,
+                    action="create",
+                    target=broadcast,
+                    after=audit_snapshot(broadcast),
+                    request=request,
+                )
         except BroadcastError as exc:
             raise _field_errors(exc) from None
         return Response(BroadcastOutput(broadcast).data, status=status.HTTP_201_CREATED)
@@ -335,13 +346,23 @@ class BroadcastDetailView(APIView):
         payload.is_valid(raise_exception=True)
         _editable(broadcast)
         data = dict(payload.validated_data)
+        before = audit_snapshot(broadcast)
         try:
-            broadcast = drafts.broadcast_update(
-                broadcast=broadcast,
-                values=data,
-                segments=_segments(data, "segments"),
-                exclude_segments=_segments(data, "exclude_segments"),
-            )
+            with transaction.atomic():
+                broadcast = drafts.broadcast_update(
+                    broadcast=broadcast,
+                    values=data,
+                    segments=_segments(data, "segments"),
+                    exclude_segments=_segments(data, "exclude_segments"),
+                )
+                audit_record(
+                    actor=request.auth,
+                    action="change",
+                    target=broadcast,
+                    before=before,
+                    after=audit_snapshot(broadcast),
+                    request=request,
+                )
         except BroadcastError as exc:
             if "" in exc.errors:  # launched meanwhile
                 raise Conflict(exc.errors[""][0]) from None
@@ -355,8 +376,17 @@ class BroadcastDetailView(APIView):
     def delete(self, request: Request, slug: str) -> Response:
         broadcast = _get(slug)
         _editable(broadcast)
+        before = audit_snapshot(broadcast)
         try:
-            drafts.broadcast_delete(broadcast=broadcast)
+            with transaction.atomic():
+                audit_record(
+                    actor=request.auth,
+                    action="delete",
+                    target=broadcast,
+                    before=before,
+                    request=request,
+                )
+                drafts.broadcast_delete(broadcast=broadcast)
         except BroadcastError as exc:
             raise Conflict(next(iter(exc.errors.values()))[0]) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -378,6 +408,15 @@ def _action_view(name: str, summary: str, description: str) -> type[APIView]:
                         "launched: only drafts are."
                     ]
                 }
+            )
+        if (
+            name == "launch"
+            and broadcast.category == Broadcast.Category.TRANSACTIONAL
+            and not key_has_scope(request.auth, TRANSACTIONAL_SCOPE)
+        ):
+            raise exceptions.PermissionDenied(
+                f"This API key lacks the scope {TRANSACTIONAL_SCOPE!r}: a transactional "
+                "broadcast skips the marketing consent rules, quiet hours and the frequency cap."
             )
         try:  # the service records the audit entry (the API key as actor)
             act(broadcast=broadcast, actor=request.auth, now=timezone.now())

@@ -101,6 +101,8 @@ class Broadcast(models.Model):
         ordering = ["-created_at", "-id"]
         permissions = [
             ("launch_broadcast", "Can launch, pause, resume and cancel broadcasts"),
+            # Transactional skips the marketing consent rules, quiet hours and the cap.
+            ("send_transactional_broadcast", "Can launch transactional broadcasts"),
         ]
         indexes = [models.Index(fields=["status"], name="broadcast_status")]
 

@@ -28,6 +28,7 @@ from .selectors import journey_events_in_use, unmatched_event_warning
 from .stats import journey_stats
 
 BATCH_LIMIT = 1000
+RESERVED_EVENT_PREFIX = "segment."
 
 
 class EventInput(StrictSerializer):
@@ -36,6 +37,15 @@ class EventInput(StrictSerializer):
     properties = serializers.DictField(required=False, default=dict)
     occurred_at = serializers.DateTimeField(required=False)
     idempotency_key = serializers.CharField(required=False, max_length=200)
+
+    def validate_name(self, value: str) -> str:
+        # `segment.entered` / `segment.left` start "enters segment" journeys: only membership
+        # changes make them (journeys/segment_triggers.py), never a backend.
+        if value.lower().startswith(RESERVED_EVENT_PREFIX):
+            raise serializers.ValidationError(
+                f"Event names starting with {RESERVED_EVENT_PREFIX!r} are Touchline's own."
+            )
+        return value
 
 
 class EventOutput(serializers.ModelSerializer):

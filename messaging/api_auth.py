@@ -39,6 +39,7 @@ ALL_SCOPES = (
     "imports:write",
     "broadcasts:read",
     "broadcasts:write",
+    "broadcasts:transactional",
     "webhooks:manage",
 )
 KEYWORD = "Api-Key"
@@ -214,7 +215,18 @@ class HasScopedAPIKey(BasePermission):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             raise exceptions.NotAuthenticated(f"Send 'Authorization: {KEYWORD} <key>'.")
-        required = getattr(view, "required_scopes", {}).get(request.method)
+        # HEAD runs the view's GET code, so it needs GET's scope.
+        method = "GET" if request.method == "HEAD" else request.method
+        by_method = getattr(view, "required_scopes", None) or {}
+        if (
+            by_method
+            and method not in by_method
+            and method != "OPTIONS"
+            and hasattr(view, method.lower())
+        ):
+            # A handler no scope grants: refused, never let through unscoped.
+            raise exceptions.PermissionDenied(f"No API key scope allows {method} here.")
+        required = by_method.get(method)
         scopes = set(api_key.scopes or [])
         if required and required not in scopes and "*" not in scopes:
             raise exceptions.PermissionDenied(f"This API key lacks the scope {required!r}.")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..models import Broadcast, BroadcastRecipient
@@ -79,7 +79,6 @@ def recipients_claim(
         if ids:
             BroadcastRecipient.objects.filter(pk__in=ids).update(
                 send_after=now + dt.timedelta(seconds=lease_seconds),
-                attempts=F("attempts") + 1,
                 updated_at=now,
             )
             if start is not None:

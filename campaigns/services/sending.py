@@ -197,6 +197,21 @@ def _load(recipient_ids: list[int]) -> list[BroadcastRecipient]:
     )
 
 
+def recipients_take(recipient_ids: list[int]) -> None:
+    """Count an attempt for each row this task is about to send, committed before the send:
+    a worker that dies mid-send leaves the count behind (MAX_CLAIMS fails a row that keeps
+    killing it), while a row only claimed again as its lease ran out in a queue backlog
+    counts nothing. Rows another task is sending (locked) are left alone."""
+    with transaction.atomic():
+        taken = list(
+            BroadcastRecipient.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=recipient_ids, state__in=(R.PENDING, R.HELD))
+            .values_list("pk", flat=True)
+        )
+        if taken:
+            BroadcastRecipient.objects.filter(pk__in=taken).update(attempts=F("attempts") + 1)
+
+
 def _send_together(recipient_ids: list[int], now: dt.datetime) -> dict[str, int]:
     recipients = _load(recipient_ids)
     if not recipients:
@@ -249,6 +264,7 @@ def recipients_send(*, recipient_ids: list[int], now: dt.datetime | None = None)
     taken). If the batch raises, each recipient is tried in its own transaction, and one
     that raises again is failed with the error. Returns the number per outcome."""
     now = now or timezone.now()
+    recipients_take(recipient_ids)
     try:
         with transaction.atomic():
             return _send_together(recipient_ids, now)

@@ -211,3 +211,20 @@ def test_the_list_reads_a_fixed_number_of_queries(api, world):
     assert measure() == one
     listed = api.get("/api/v1/broadcasts/").json()["results"]
     assert {tuple(b["template_channels"]) for b in listed} == {("email", "sms")}
+
+
+def test_api_writes_are_audited_under_the_key(api, world):
+    from audit.models import AuditEntry
+
+    assert api.post("/api/v1/broadcasts/", _body(), format="json").status_code == 201
+    assert (
+        api.patch(
+            "/api/v1/broadcasts/black-friday/", {"name": "Cyber Monday"}, format="json"
+        ).status_code
+        == 200
+    )
+    assert api.delete("/api/v1/broadcasts/black-friday/").status_code == 204
+    entries = AuditEntry.objects.filter(
+        object_type="campaigns.broadcast", actor_kind="api_key"
+    ).order_by("pk")
+    assert [e.action for e in entries] == ["create", "change", "delete"]

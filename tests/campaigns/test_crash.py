@@ -57,7 +57,10 @@ def test_a_message_committed_before_the_crash_is_found_not_sent_again(
     broadcast = services.broadcast_launch(
         broadcast=draft([static_segment([a, b])], channel_order=["sms"]), actor=staff, now=NOW
     )
-    services.broadcasts_dispatch(now=NOW)  # claimed; the worker "dies"
+    from campaigns.services.sending import recipients_take
+
+    claimed = services.broadcasts_dispatch(now=NOW)[0].recipient_ids
+    recipients_take(claimed)  # a task takes them; the worker "dies" after one message
     first, _ = message_create(
         contact=a,
         channel="sms",
@@ -217,9 +220,12 @@ def test_a_recipient_whose_send_keeps_killing_the_worker_is_failed(staff):
     broadcast = services.broadcast_launch(
         broadcast=draft([static_segment(people(1))]), actor=staff, now=NOW
     )
+    from campaigns.services.sending import recipients_take
+
     at = NOW
     for _ in range(MAX_CLAIMS + 1):
-        assert services.broadcasts_dispatch(now=at)  # claimed; the worker dies
+        claims = services.broadcasts_dispatch(now=at)
+        recipients_take(claims[0].recipient_ids)  # a task takes it; the worker dies
         at += LEASE
     services.run_due(now=at)
     row = BroadcastRecipient.objects.get(broadcast=broadcast)
@@ -227,3 +233,25 @@ def test_a_recipient_whose_send_keeps_killing_the_worker_is_failed(staff):
     assert not Message.objects.exists()
     broadcast.refresh_from_db()
     assert broadcast.status == "completed"
+
+
+@pytest.mark.django_db
+def test_a_queue_backlog_never_fails_a_recipient_that_was_not_tried(staff):
+    """Under a backlog the lease runs out while the send task waits in the queue, and the
+    row is claimed again and again: only a task that takes the row counts an attempt, so
+    when one finally runs, the recipient is sent, once."""
+    from campaigns.services.sending import MAX_CLAIMS
+
+    templates()
+    broadcast = services.broadcast_launch(
+        broadcast=draft([static_segment(people(1))]), actor=staff, now=NOW
+    )
+    at, queued = NOW, []
+    for _ in range(MAX_CLAIMS + 3):
+        queued += services.broadcasts_dispatch(now=at)  # claimed and queued, not yet run
+        at += LEASE
+    for claim in queued:  # the queue drains: every task runs, in order
+        services.recipients_send(recipient_ids=claim.recipient_ids, now=at)
+    row = BroadcastRecipient.objects.get(broadcast=broadcast)
+    assert (row.state, row.reason) == ("sent", "")
+    assert Message.objects.count() == 1

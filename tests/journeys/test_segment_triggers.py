@@ -258,3 +258,20 @@ def test_a_journey_naming_a_missing_segment_cannot_be_activated():
     j.trigger_filter = {"segment": "vip"}
     j.save()
     assert journey_activate(journey=j) == []
+
+
+@pytest.mark.parametrize("name", ["segment.entered", "segment.left", "Segment.Entered"])
+def test_backends_cannot_fake_segment_events(api, name):
+    """`segment.*` events come only from membership changes: a backend posting one (which
+    would start every "enters segment" journey for any contact) gets a 400, alone or in a
+    batch, and nothing is stored."""
+    from journeys.models import Event
+
+    body = {"name": name, "contact": {"external_id": "c-1"}, "properties": {"segment": "vip"}}
+    single = api.post("/api/v1/events/", body, format="json")
+    assert single.status_code == 400
+    assert single.json()["errors"][0]["attr"] == "name"
+    batch = api.post("/api/v1/events/batch/", {"events": [body]}, format="json")
+    assert batch.status_code == 200
+    assert [r["status"] for r in batch.json()["results"]] == [400]
+    assert Event.objects.count() == 0
