@@ -7,11 +7,14 @@ import datetime as dt
 import json
 from typing import Any
 
+from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+
+from messaging.input_rules import JsonInputError, check_json
 
 from .definition import DefinitionError
 from .models import Segment
@@ -35,10 +38,24 @@ def _definition_errors(exc: DefinitionError) -> dict[str, list[str]]:
 def _body(request: HttpRequest) -> dict[str, Any]:
     if len(request.body) > MAX_BODY:
         raise ValueError("The request is too large.")
-    data = json.loads(request.body or b"{}")
+    try:
+        data = json.loads(request.body or b"{}")
+    except RecursionError:
+        raise ValueError("JSON nested too deep.") from None
     if not isinstance(data, dict):
         raise ValueError("The request body must be a JSON object.")
     return data
+
+
+def _unsafe(value: Any, where: str) -> dict[str, list[str]] | None:
+    """The API's input rules (messaging.input_rules): NUL bytes, lone surrogates, numbers
+    that are not finite and deep nesting are refused at their path, not met by the database."""
+    try:
+        check_json(value, max_depth=settings.API_MAX_JSON_DEPTH)
+    except JsonInputError as exc:
+        path = ".".join(p for p in (where, *exc.path) if p) or "__all__"
+        return {path: [exc.message]}
+    return None
 
 
 def segment_preview_view(request: HttpRequest) -> JsonResponse:
@@ -53,6 +70,9 @@ def segment_preview_view(request: HttpRequest) -> JsonResponse:
         data = _body(request)
     except (ValueError, UnicodeDecodeError) as exc:
         return _errors({"__all__": [f"Not a JSON object: {exc}"]}, 400)
+    problem = _unsafe(data, "")
+    if problem:
+        return _errors(problem, 400)
     definition = data.get("definition")
     if isinstance(definition, str):
         if not definition.strip():
@@ -60,8 +80,12 @@ def segment_preview_view(request: HttpRequest) -> JsonResponse:
         else:
             try:
                 definition = json.loads(definition)
-            except ValueError as exc:
-                return _errors({"definition": [f"Not valid JSON: {exc}"]}, 400)
+            except (ValueError, RecursionError) as exc:
+                why = "nested too deep" if isinstance(exc, RecursionError) else exc
+                return _errors({"definition": [f"Not valid JSON: {why}"]}, 400)
+            problem = _unsafe(definition, "definition")
+            if problem:
+                return _errors(problem, 400)
     slug = data.get("slug") if isinstance(data.get("slug"), str) else None
     segment_id = data.get("segment")
     if segment_id not in (None, ""):

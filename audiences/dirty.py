@@ -15,6 +15,16 @@ from .models import SegmentDirtyContact
 
 
 def _insert(ids: list[int]) -> None:
+    if connection.vendor == "postgresql" and len(ids) > 1:
+        # One statement whatever the number (an import batch marks thousands at once); the
+        # ids as one array literal, not psycopg's array adapter (Python, per element).
+        table = connection.ops.quote_name(SegmentDirtyContact._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (contact_id) SELECT unnest(%s::bigint[])",
+                ["{" + ",".join(map(str, ids)) + "}"],
+            )
+        return
     SegmentDirtyContact.objects.bulk_create([SegmentDirtyContact(contact_id=i) for i in ids])
 
 

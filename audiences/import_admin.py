@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -31,12 +32,22 @@ from .imports import (
     import_create,
     import_delete,
 )
-from .imports.reader import FileError, read_header
+from .imports.reader import FileError, count_rows, read_header
 from .models import Segment
 from .static_lists import StaticListError, static_list_apply
 
 RUN_PERMISSION = "audiences.add_contactimport"
 EXPORT_PERMISSION = "audiences.export_contacts"
+
+
+def _bounded_upload(upload: Any) -> Any:
+    """The admin's uploads have the API's limit (messaging.middleware limits /api/ only)."""
+    limit = settings.IMPORT_MAX_UPLOAD_BYTES
+    if upload is not None and upload.size > limit:
+        raise forms.ValidationError(
+            f"The file is {upload.size:,} bytes; at most {limit:,} bytes (IMPORT_MAX_UPLOAD_BYTES)."
+        )
+    return upload
 
 
 def _form_errors(form: forms.Form, exc: ImportInvalid) -> None:
@@ -60,6 +71,9 @@ class ContactImportForm(forms.ModelForm):
         if self.instance.pk:
             self.fields.pop("file", None)
 
+    def clean_file(self):
+        return _bounded_upload(self.cleaned_data.get("file"))
+
     def clean(self):
         cleaned = super().clean()
         if self.errors or "mapping" not in self.fields:
@@ -77,6 +91,10 @@ class ContactImportForm(forms.ModelForm):
             try:
                 upload.seek(0)
                 columns = read_header(upload)
+                # The whole file, streamed: a bad byte or row far down is a form error
+                # naming its line, not a failure when the import is created.
+                upload.seek(0)
+                count_rows(upload)
                 upload.seek(0)
             except FileError as exc:
                 self.add_error("file", str(exc))
@@ -303,6 +321,9 @@ class StaticListForm(forms.Form):
     operation = forms.ChoiceField(
         choices=[("add", "Add these contacts"), ("remove", "Remove these contacts")]
     )
+
+    def clean_file(self):
+        return _bounded_upload(self.cleaned_data.get("file"))
 
 
 class ImportExportSegmentAdmin(SegmentAdmin):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 
 from audit.services import Target, audit_record
 from messaging.api.common import Conflict, NewestFirstPagination, paginated
+from messaging.input_rules import JsonInputError, check_json
 from messaging.serializers import StrictSerializer
 
 from . import export, import_tasks
@@ -61,8 +63,14 @@ class ImportUploadInput(StrictSerializer):
             return {}
         try:
             mapping = json.loads(value)
-        except ValueError:
-            raise serializers.ValidationError("Not JSON.") from None
+        except (ValueError, RecursionError):
+            raise serializers.ValidationError("Not JSON (or nested too deep).") from None
+        try:
+            check_json(mapping, max_depth=settings.API_MAX_JSON_DEPTH)
+        except JsonInputError as exc:
+            if exc.path:  # at the column: {"mapping": {"<column>": [...]}}
+                raise serializers.ValidationError({exc.path[0]: [exc.message]}) from None
+            raise serializers.ValidationError(exc.message) from None
         if not isinstance(mapping, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
         ):
@@ -183,6 +191,9 @@ class ImportValidateView(APIView):
         try:
             with transaction.atomic():
                 import_tasks.queue_validation(contact_import)
+                audit_record(
+                    actor=None, action="import_validate", target=contact_import, request=request
+                )
         except ImportStateError as exc:
             raise Conflict(str(exc)) from None
         return _output(request, contact_import, status.HTTP_202_ACCEPTED)

@@ -4,6 +4,7 @@ Registered through audiences/tasks.py (Celery autodiscovers `tasks` modules only
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from celery import shared_task
 from django.conf import settings
@@ -12,7 +13,15 @@ from django.db import transaction
 from config import task_limits
 
 from .import_models import ContactImport
-from .imports import import_run, import_transition, import_validate, imports_stalled
+from .imports import (
+    import_run,
+    import_take_stalled,
+    import_transition,
+    import_validate,
+    imports_stalled,
+)
+
+logger = logging.getLogger(__name__)
 
 # A run stops between batches when its soft limit nears and queues the rest: no run is
 # long, and a crash loses at most one uncommitted batch.
@@ -43,14 +52,25 @@ def run_import(import_id: int) -> None:
     name="audiences.resume_stalled_imports", ignore_result=True, time_limit=60, soft_time_limit=50
 )
 def resume_stalled_imports() -> int:
-    """Beat: a running import whose checkpoint stood still (its task was lost) is queued
-    again; it continues after its last committed batch."""
-    ids = imports_stalled(older_than=dt.timedelta(seconds=settings.IMPORT_STALL_SECONDS))
-    for import_id in ids:  # imports, not contacts: a handful at most
-        contact_import = ContactImport.objects.get(pk=import_id)
-        import_transition(contact_import=contact_import, to=ContactImport.Status.QUEUED)
-        queue_run(import_id)
-    return len(ids)
+    """Beat: an import whose task was lost (validating, queued, or running with its
+    checkpoint standing still for IMPORT_STALL_SECONDS) gets its task queued again; a run
+    continues after its last committed batch. Each import on its own: one that fails is
+    logged and the others are still resumed. Returns how many were queued again."""
+    older_than = dt.timedelta(seconds=settings.IMPORT_STALL_SECONDS)
+    resumed = 0
+    for import_id in imports_stalled(older_than=older_than):  # imports: a handful at most
+        try:
+            with transaction.atomic():
+                status = import_take_stalled(import_id=import_id, older_than=older_than)
+                if status == ContactImport.Status.VALIDATING:
+                    transaction.on_commit(lambda pk=import_id: validate_import.delay(pk))
+                elif status == ContactImport.Status.QUEUED:
+                    queue_run(import_id)
+        except Exception:
+            logger.exception("Stalled import %s could not be queued again", import_id)
+            continue
+        resumed += status is not None
+    return resumed
 
 
 def queue_validation(contact_import: ContactImport) -> ContactImport:

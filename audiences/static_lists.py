@@ -15,8 +15,10 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from channels_app.channels import normalize_phone
+from messaging.input_rules import text_problem
 from messaging.models import Contact
 
+from .dirty import contacts_mark_changed_in_transaction
 from .imports.reader import FileError, batches, read_header
 from .models import Segment, SegmentMembership, SegmentMembershipChange
 from .services import static_segment_add
@@ -85,16 +87,22 @@ def static_segment_remove(
                 [segment.pk, *params],
             )
     _store_count(segment)
+    # Segments that include this one may no longer match these contacts.
+    contacts_mark_changed_in_transaction(contacts.values("pk"))
     return removed
 
 
 def _row_keys(cells: list[str], columns: dict[str, int]) -> tuple[str, str] | None:
-    """The row's key: ("external_id", value), else email, else phone; None if empty."""
+    """The row's key: ("external_id", value), else email, else phone; None if empty;
+    ValidationError for a value no text column can hold (a NUL byte, a lone surrogate)."""
     for key in KEY_COLUMNS:
         index = columns.get(key)
         value = cells[index].strip() if index is not None and index < len(cells) else ""
         if not value:
             continue
+        problem = text_problem(value)
+        if problem:
+            raise ValidationError(f"{key}: {problem}")
         if key == "email":
             return key, value.lower()
         if key == "phone":

@@ -20,6 +20,7 @@ from messaging.input_rules import text_problem
 from messaging.models import Consent, ConsentSource, ConsentStatus, Contact
 from messaging.services.consent import consent_set_many
 
+from ..dirty import contacts_mark_changed
 from .mapping import CellError, Target, converter
 from .reader import Row
 
@@ -298,9 +299,13 @@ def process_batch(
         return result
     now = timezone.now()
     insert_contacts(created, now=now)
+    changed_ids = [contact.pk for contact in created]
     if changed_fields:
-        _update_locked({contacts[key].pk: rows_of[key] for key in changed_fields}, now=now)
+        changed_ids += _update_locked(
+            {contacts[key].pk: rows_of[key] for key in changed_fields}, now=now
+        )
     if wanted:
+        changed_ids += [contacts[key].pk for key, _ in wanted]
         consent_set_many(
             changes={
                 (contacts[key].pk, channel): status for (key, channel), status in wanted.items()
@@ -311,12 +316,16 @@ def process_batch(
             occurred_at=now,
             never_resubscribe=True,
         )
+    # Their dynamic segments are looked at again by the live task: one INSERT a batch, in
+    # the batch's transaction (a rolled-back batch marks nothing).
+    contacts_mark_changed(changed_ids)
     return result
 
 
-def _update_locked(rows_by_pk: dict[int, list[Parsed]], *, now: dt.datetime) -> None:
+def _update_locked(rows_by_pk: dict[int, list[Parsed]], *, now: dt.datetime) -> list[int]:
     """Lock the contacts that change, apply their rows again to what is stored now (a
-    concurrent change is not overwritten with a stale copy), and UPDATE what differs."""
+    concurrent change is not overwritten with a stale copy), and UPDATE what differs;
+    returns the ids updated."""
     fresh = Contact.objects.select_for_update().filter(pk__in=rows_by_pk, erased_at__isnull=True)
     to_update, names = [], set()
     for contact in fresh.order_by("pk"):
@@ -329,6 +338,7 @@ def _update_locked(rows_by_pk: dict[int, list[Parsed]], *, now: dt.datetime) -> 
             names |= changes
     if to_update:
         Contact.objects.bulk_update(to_update, [*sorted(names), "updated_at"], batch_size=500)
+    return [contact.pk for contact in to_update]
 
 
 @functools.cache

@@ -14,6 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from messaging.input_rules import JsonInputError, check_json
+
 from ..import_models import ContactImport, ContactImportError
 from .batch import BatchResult, process_batch
 from .mapping import Target, effective_mapping
@@ -71,6 +73,9 @@ def import_create(
     """Store an uploaded CSV (streamed to TOUCHLINE_DATA_DIR/imports) after checking its
     header against the mapping; counts its rows for the progress bar."""
     mapping = mapping or {}
+    problem = _mapping_problem(mapping)
+    if problem:
+        raise ImportInvalid(problem)
     try:
         file.seek(0)
         columns = read_header(file)
@@ -90,14 +95,32 @@ def import_create(
         uploaded_via_key=api_key_prefix,
     )
     contact_import.file.save(f"import-{timezone.now():%Y%m%d-%H%M%S}.csv", file, save=False)
-    contact_import.save()
+    try:
+        contact_import.save()
+    except BaseException:
+        # Nothing half-written: no stored file (personal data) without its import.
+        contact_import.file.storage.delete(contact_import.file.name)
+        raise
     return contact_import
+
+
+def _mapping_problem(mapping: Any) -> dict[str, list[str]] | None:
+    """NUL bytes, lone surrogates or deep nesting in the mapping (stored as JSONB), as
+    errors at the column (or at the mapping for a bad column name)."""
+    try:
+        check_json(mapping, max_depth=settings.API_MAX_JSON_DEPTH)
+    except JsonInputError as exc:
+        return {exc.path[0] if exc.path else "mapping": [exc.message]}
+    return None
 
 
 def import_change_mapping(
     *, contact_import: ContactImport, mapping: dict[str, Any], consent_source: str
 ) -> ContactImport:
     """A new mapping: the earlier validation no longer holds, so it must be validated again."""
+    problem = _mapping_problem(mapping)
+    if problem:
+        raise ImportInvalid(problem)
     with transaction.atomic():
         locked = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
         if locked.status not in (Status.UPLOADED, Status.VALIDATED):
@@ -138,6 +161,10 @@ def import_validate(*, contact_import: ContactImport, batch_size: int | None = N
                 )
                 rows += len(rows_batch)
                 _add(total, result)
+                # Alive: the stall sweeper leaves a long validation alone.
+                ContactImport.objects.filter(pk=contact_import.pk, status=Status.VALIDATING).update(
+                    updated_at=timezone.now()
+                )
                 if len(total.errors) < FIRST_ERRORS:
                     total.errors.extend(result.errors[: FIRST_ERRORS - len(total.errors)])
     except (FileError, ImportInvalid) as exc:
@@ -288,11 +315,31 @@ def import_delete(*, contact_import: ContactImport) -> None:
         transaction.on_commit(lambda: storage.delete(name))
 
 
+STALLABLE = (Status.VALIDATING, Status.QUEUED, Status.RUNNING)
+
+
 def imports_stalled(*, older_than: dt.timedelta) -> list[int]:
-    """Running imports whose checkpoint has not moved for `older_than` (a lost task)."""
+    """Imports whose task was lost: validating, queued or running, with no change (the
+    validation pass and the run touch `updated_at` each batch) for `older_than`."""
     cutoff = timezone.now() - older_than
     return list(
-        ContactImport.objects.filter(status=Status.RUNNING, updated_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )[:100]
+        ContactImport.objects.filter(status__in=STALLABLE, updated_at__lt=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:100]
     )
+
+
+def import_take_stalled(*, import_id: int, older_than: dt.timedelta) -> str | None:
+    """Claim a stalled import for its task to be queued again: a running one becomes
+    queued (it continues after its last committed batch); a validating or queued one stays
+    as it is. `updated_at` is moved, so the next sweep waits for it to stall again. Returns
+    the status to queue a task for, or None if it is no longer stalled (a conditional
+    UPDATE: two sweepers cannot both take it)."""
+    now = timezone.now()
+    cutoff = now - older_than
+    stalled = ContactImport.objects.filter(pk=import_id, updated_at__lt=cutoff)
+    for status in STALLABLE:
+        new = Status.QUEUED if status == Status.RUNNING else status
+        if stalled.filter(status=status).update(status=new, updated_at=now):
+            return new
+    return None
