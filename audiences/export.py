@@ -15,25 +15,15 @@ from django.utils import timezone
 
 from channels_app.channels import Channel
 from messaging.models import Consent
+from messaging.services.contacts import CONTACT_FIELDS
 
 from . import services
 from .import_models import ContactImport
 from .imports import import_error_rows
 from .models import Segment
 
-CONTACT_COLUMNS = (
-    "id",
-    "external_id",
-    "email",
-    "phone",
-    "whatsapp",
-    "first_name",
-    "last_name",
-    "locale",
-    "timezone",
-    "preferred_channel",
-    "created_at",
-)
+# The contact's own fields, as the contacts API reads and writes them.
+CONTACT_COLUMNS = ("id", "external_id", *CONTACT_FIELDS, "created_at")
 EXPORT_COLUMNS = (
     *CONTACT_COLUMNS,
     *(f"consent.{channel}" for channel in Channel.values),
