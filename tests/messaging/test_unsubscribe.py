@@ -128,6 +128,7 @@ def test_one_click_post_unsubscribes_once_and_later_marketing_is_skipped(simulat
 
     # Consent is never violated: the next marketing email does not leave.
     later, result = send(contact)
+    assert result == "already skipped"
     later.refresh_from_db()
     assert later.status == MessageStatus.SKIPPED
     assert len(simulator.messages()) == 1
