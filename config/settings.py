@@ -51,6 +51,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 WEB_PORT = env.int("WEB_PORT", default=8000)
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
+# The mailto part of List-Unsubscribe on marketing email ("" = https only). Touchline does
+# not read that mailbox: whoever runs it must act on the requests (the https link is RFC 8058).
+UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO", default="")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from messaging.health import healthz
 from messaging.landing import landing
+from messaging.unsubscribe_views import one_click_unsubscribe
 
 urlpatterns = [
     # Staff tools (previews, dry runs, inbox, dashboards) under the admin, before its catch-all.
@@ -20,6 +21,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("healthz", healthz, name="healthz"),
+    # RFC 8058 one-click unsubscribe (List-Unsubscribe of marketing email): signed, no login.
+    path("u/<str:token>", one_click_unsubscribe, name="one-click-unsubscribe"),
     path("", landing, name="landing"),
     path("", include("channels_app.urls")),
 ]

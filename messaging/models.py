@@ -124,6 +124,7 @@ class ConsentSource(models.TextChoices):
     PROVIDER = "provider", "Provider report"
     IMPORT = "import", "Import"
     EVENT = "event", "Event"
+    ONE_CLICK = "one_click", "One-click unsubscribe (List-Unsubscribe)"
 
 
 class Consent(models.Model):

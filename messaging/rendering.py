@@ -89,7 +89,7 @@ def _check(source: str, sample: dict[str, Any]) -> str | None:
 
 def template_errors(template: Template) -> dict[str, list[str]]:
     """Field → error messages for a template; empty when every Liquid field is valid."""
-    sample: dict[str, Any] = {"contact": {}, "event": {}, "message": {}}
+    sample: dict[str, Any] = {"contact": {}, "event": {}, "message": {}, "unsubscribe_url": ""}
     errors: dict[str, list[str]] = {}
     for name in _TEMPLATE_FIELDS:
         problem = _check(getattr(template, name) or "", sample)
@@ -166,12 +166,15 @@ def render_content(
     content_variables: dict[str, str] | None = None,
     event: dict[str, Any] | None = None,
     message: dict[str, Any] | None = None,
+    unsubscribe_url: str = "",
 ) -> RenderedContent:
-    """Render raw Liquid sources for one contact; raises TemplateRenderError."""
+    """Render raw Liquid sources for one contact; raises TemplateRenderError.
+    `unsubscribe_url` (marketing email) is `{{ unsubscribe_url }}`."""
     context = {
         "contact": contact_context(contact),
         "event": event or {},
         "message": message or {},
+        "unsubscribe_url": unsubscribe_url,
     }
     # CSS is inlined here, on the one path preview and send share: many mail clients drop
     # <style> blocks.
@@ -198,6 +201,7 @@ def render_template(
     contact: Contact,
     event: dict[str, Any] | None = None,
     message: dict[str, Any] | None = None,
+    unsubscribe_url: str = "",
 ) -> RenderedContent:
     """Render a saved template for a contact: the same code path for preview and send."""
     return render_content(
@@ -209,4 +213,5 @@ def render_template(
         content_variables=template.content_variables,
         event=event,
         message=message,
+        unsubscribe_url=unsubscribe_url,
     )

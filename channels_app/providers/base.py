@@ -23,6 +23,8 @@ class OutboundMessage:
     content_variables: dict[str, str] = field(default_factory=dict)
     media_urls: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    # Extra email headers (name, value), e.g. List-Unsubscribe; ignored by SMS/WhatsApp.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,8 @@ class SendGridEmailProvider(Provider):
         mail.reply_to = ReplyTo(reply_address(message.message_id))
         mail.add_custom_arg(CustomArg("touchline_message_id", str(message.message_id)))
         mail.add_header(Header("Message-ID", message_id_header(message.message_id)))
+        for name, value in message.headers:
+            mail.add_header(Header(name, value))
         for category in message.categories[:10]:
             mail.add_category(Category(category))
         try:

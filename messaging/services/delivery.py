@@ -23,6 +23,7 @@ from config import task_limits
 from .. import policies
 from ..models import ConsentSource, ConsentStatus, Message, TouchpointKind
 from ..status import MessageStatus
+from ..unsubscribe import needs_unsubscribe, unsubscribe_headers
 from .consent import consent_set
 from .contacts import mark_address_bad
 from .messages import enqueue_delivery
@@ -72,6 +73,13 @@ def _outbound(message: Message) -> OutboundMessage:
         content_variables=variables,
         media_urls=tuple(u for u in message.media if isinstance(u, str)),
         categories=tuple(c for c in (message.source, message.category) if c),
+        headers=(
+            unsubscribe_headers(
+                contact_id=message.contact_id, channel=message.channel, message_id=message.pk
+            )
+            if needs_unsubscribe(channel=message.channel, category=message.category)
+            else ()
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -16,6 +17,7 @@ from .. import policies
 from ..models import Contact, Direction, Message, Template, TouchpointKind
 from ..rendering import RenderedContent, TemplateRenderError, render_content, render_template
 from ..status import MessageStatus
+from ..unsubscribe import needs_unsubscribe, unsubscribe_url, with_footer
 from .touchpoints import touchpoint_record
 from .transitions import message_transition
 
@@ -46,15 +48,31 @@ def _render(
     subject: str,
     html_body: str,
     context: dict[str, Any],
+    unsubscribe_url: str = "",
 ) -> RenderedContent:
     try:
         if template is None:
-            return render_content(
-                contact=contact, subject=subject, body=body, html_body=html_body, event=context
+            content = render_content(
+                contact=contact,
+                subject=subject,
+                body=body,
+                html_body=html_body,
+                event=context,
+                unsubscribe_url=unsubscribe_url,
             )
-        return render_template(template, contact=contact, event=context)
+        else:
+            content = render_template(
+                template, contact=contact, event=context, unsubscribe_url=unsubscribe_url
+            )
     except TemplateRenderError as exc:
         raise MessageRequestError(exc.errors) from exc
+    if unsubscribe_url:
+        # Marketing email: a footer link unless the template placed {{ unsubscribe_url }}.
+        text, html = with_footer(
+            body=content.body, html_body=content.html_body, url=unsubscribe_url
+        )
+        content = dataclasses.replace(content, body=text, html_body=html)
+    return content
 
 
 def message_create(
@@ -97,6 +115,13 @@ def message_create(
     if channel == Channel.EMAIL and template is None and not subject:
         raise MessageRequestError({"subject": ["An email needs a subject."]})
     render_failure = ""
+    # The id is chosen before rendering: the unsubscribe link of marketing email names it.
+    message_id = uuid.uuid4()
+    unsubscribe_link = (
+        unsubscribe_url(contact_id=contact.pk, channel=channel, message_id=message_id)
+        if needs_unsubscribe(channel=channel, category=category)
+        else ""
+    )
     try:
         content = _render(
             contact=contact,
@@ -105,6 +130,7 @@ def message_create(
             subject=subject,
             html_body=html_body,
             context=context or {},
+            unsubscribe_url=unsubscribe_link,
         )
     except MessageRequestError as exc:
         if not fail_on_render_error:
@@ -136,6 +162,7 @@ def message_create(
             has_template=template is not None,
         )
     message = Message(
+        id=message_id,
         direction=Direction.OUTBOUND,
         channel=channel,
         contact=contact,

@@ -1,0 +1,79 @@
+"""`/u/<token>`: RFC 8058 one-click unsubscribe (POST) and the page a person sees (GET).
+
+No login and no CSRF token: mailbox providers POST `List-Unsubscribe=One-Click` from their
+servers and cannot send one; the signed token is the authority. A GET never unsubscribes
+(link scanners prefetch GETs): it shows a button that POSTs the same body.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from .models import ConsentSource, ConsentStatus, Contact, Direction, Message, TouchpointKind
+from .policies import consent_status
+from .services.consent import consent_set
+from .services.touchpoints import touchpoint_record
+from .unsubscribe import read_token
+
+BAD_LINK = "This unsubscribe link is not valid.\n"
+
+
+def _bad() -> HttpResponse:
+    return HttpResponse(BAD_LINK, status=400, content_type="text/plain; charset=utf-8")
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "POST"])
+def one_click_unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    target = read_token(token)
+    contact = Contact.objects.filter(pk=target.contact_id).only("pk").first() if target else None
+    if target is None or contact is None:
+        return _bad()
+    if request.method == "GET":
+        unsubscribed = (
+            consent_status(contact=contact, channel=target.channel) == ConsentStatus.UNSUBSCRIBED
+        )
+        page = render(
+            request,
+            "touchline/unsubscribe.html",
+            {"token": token, "done": unsubscribed, "channel": target.channel},
+        )
+        return _no_store(page)
+    if request.POST.get("List-Unsubscribe") != "One-Click":
+        return _bad()
+    # The message the link came in (gone if it was erased since: the ledger row stays).
+    message = Message.objects.filter(pk=target.message_id, contact_id=contact.pk).only("pk").first()
+    with transaction.atomic():
+        changed = consent_set(
+            contact=contact,
+            channel=target.channel,
+            status=ConsentStatus.UNSUBSCRIBED,
+            source=ConsentSource.ONE_CLICK,
+            message=message,
+            note="one-click unsubscribe (RFC 8058)",
+        )
+        if changed:
+            touchpoint_record(
+                contact_id=contact.pk,
+                kind=TouchpointKind.UNSUBSCRIBED,
+                direction=Direction.INBOUND,
+                channel=target.channel,
+                message_id=message.pk if message else None,
+                data={"source": ConsentSource.ONE_CLICK},
+            )
+    page = render(
+        request,
+        "touchline/unsubscribe.html",
+        {"token": token, "done": True, "channel": target.channel},
+    )
+    return _no_store(page)
