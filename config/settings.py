@@ -51,6 +51,10 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 WEB_PORT = env.int("WEB_PORT", default=8000)
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
+# Link tracking: http(s) links in outbound bodies become PUBLIC_BASE_URL/l/<token> at send time.
+LINK_TRACKING = env.bool("LINK_TRACKING", default=True)
+# Clicks sooner than this after sent/delivered are a scanner's, recorded but not counted.
+LINK_BOT_SECONDS = env.float("LINK_BOT_SECONDS", default=1.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from messaging.health import healthz
 from messaging.landing import landing
+from messaging.link_views import link_redirect
 
 urlpatterns = [
     # Staff tools (previews, dry runs, inbox, dashboards) under the admin, before its catch-all.
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("healthz", healthz, name="healthz"),
+    path("l/<str:token>", link_redirect, name="link-redirect"),
     path("", landing, name="landing"),
     path("", include("channels_app.urls")),
 ]
