@@ -216,7 +216,7 @@ def link_click(*, token: str, method: str, user_agent: str):
         .filter(pk=link_id)
         .first()
     )
-    if link is None:
+    if link is None or not link.url:  # unknown, or erased with its contact
         return None
     message, now = link.message, timezone.now()
     agent = user_agent.lower()

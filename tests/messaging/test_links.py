@@ -154,3 +154,14 @@ def test_sms_through_twilio_simulator_carries_short_link(simulator, settings):
 def test_nul_in_token_is_a_clean_400_from_the_middleware(client):
     assert client.get("/l/%00abc").status_code == 400
     assert not Touchpoint.objects.exists()
+
+
+def test_erased_contact_links_forget_the_url_and_404(client):
+    from messaging.privacy import contact_erase
+
+    link = _sent_link()
+    contact_erase(contact=link.message.contact)
+    link.refresh_from_db()
+    assert link.url == ""
+    assert client.get(f"/l/{link_token(link.pk)}").status_code == 404
+    assert not Touchpoint.objects.filter(kind__startswith="clicked").exists()
