@@ -159,8 +159,10 @@ def message_create(
     )
     try:
         with transaction.atomic():
-            if settings.LINK_TRACKING and not render_failure and not content.content_sid:
-                # After rendering, before storing: the stored body is what is sent.
+            if settings.LINK_TRACKING and not render_failure:
+                # After rendering, before storing: the stored body is what is sent. A WhatsApp
+                # content template's variables are Meta-approved and stay as they are; its body
+                # is what goes out freeform inside the 24-hour window, so it is rewritten.
                 message.body, message.html_body, _ = links_rewrite(
                     message_id=message.pk, body=message.body, html_body=message.html_body
                 )

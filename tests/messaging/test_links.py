@@ -165,3 +165,21 @@ def test_erased_contact_links_forget_the_url_and_404(client):
     assert link.url == ""
     assert client.get(f"/l/{link_token(link.pk)}").status_code == 404
     assert not Touchpoint.objects.filter(kind__startswith="clicked").exists()
+
+
+def test_whatsapp_content_template_variables_are_not_rewritten():
+    from tests.factories import TemplateFactory
+
+    template = TemplateFactory(
+        channel="whatsapp",
+        body="Track it: https://shop.example/t",
+        content_sid="HX0123456789abcdef0123456789abcdef",
+        content_variables={"1": "https://shop.example/v"},
+    )
+    contact = ContactFactory(whatsapp="+14155552672", first_name="Ada")
+    message = send("whatsapp", contact=contact, template=template)
+    message.refresh_from_db()
+    assert message.content_variables == {"1": "https://shop.example/v"}
+    assert [link.url for link in TrackedLink.objects.filter(message=message)] == [
+        "https://shop.example/t"
+    ]
