@@ -86,9 +86,10 @@ class _StartTags(HTMLParser):
 
     def __init__(self, html: str) -> None:
         super().__init__(convert_charrefs=True)
+        # HTMLParser counts lines by "\n" only (not str.splitlines' other separators).
         self.lines = [0]
-        for line in html.splitlines(keepends=True):
-            self.lines.append(self.lines[-1] + len(line))
+        for line in html.split("\n"):
+            self.lines.append(self.lines[-1] + len(line) + 1)
         self.tags: list[tuple[int, str]] = []
 
     def handle_starttag(self, tag, attrs) -> None:

@@ -183,3 +183,29 @@ def test_whatsapp_content_template_variables_are_not_rewritten():
     assert [link.url for link in TrackedLink.objects.filter(message=message)] == [
         "https://shop.example/t"
     ]
+
+
+def test_email_through_sendgrid_simulator_carries_short_links(simulator, settings):
+    message = send(
+        "email",
+        subject="Hi",
+        body="Shop at https://shop.example/text",
+        html_body='<a href="https://shop.example/html">Shop</a>',
+    )
+    assert services.message_deliver(message_id=message.pk).result == "sent"
+    [received] = simulator.messages()
+    text, html = TrackedLink.objects.filter(message=message).order_by("position")
+    assert received["body"] == f"Shop at {short(settings, text)}"
+    assert received["html"] == f'<a href="{short(settings, html)}">Shop</a>'
+
+
+def test_html_after_unusual_line_breaks_still_rewritten(settings):
+    html = '<p>a\nb\u2028c\x0cd</p>\n<a\nhref=https://shop.example/x>x</a> <A HREF="HTTPS://S.example">y</A>'
+    message = send("email", subject="S", html_body=html)
+    x, s = TrackedLink.objects.filter(message=message).order_by("position")
+    assert (x.url, s.url) == ("https://shop.example/x", "HTTPS://S.example")
+    message.refresh_from_db()
+    assert message.html_body == (
+        f'<p>a\nb\u2028c\x0cd</p>\n<a\nhref="{short(settings, x)}">x</a> '
+        f'<A HREF="{short(settings, s)}">y</A>'
+    )
