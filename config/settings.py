@@ -54,6 +54,10 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{WEB_PORT}")
 # The mailto part of List-Unsubscribe on marketing email ("" = https only). Touchline does
 # not read that mailbox: whoever runs it must act on the requests (the https link is RFC 8058).
 UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO", default="")
+# Link tracking: http(s) links in outbound bodies become PUBLIC_BASE_URL/l/<token> at send time.
+LINK_TRACKING = env.bool("LINK_TRACKING", default=True)
+# Clicks sooner than this after sent/delivered are a scanner's, recorded but not counted.
+LINK_BOT_SECONDS = env.float("LINK_BOT_SECONDS", default=1.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from messaging.health import healthz
 from messaging.landing import landing
+from messaging.link_views import link_redirect
 from messaging.unsubscribe_views import one_click_unsubscribe
 
 urlpatterns = [
@@ -23,6 +24,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # RFC 8058 one-click unsubscribe (List-Unsubscribe of marketing email): signed, no login.
     path("u/<str:token>", one_click_unsubscribe, name="one-click-unsubscribe"),
+    path("l/<str:token>", link_redirect, name="link-redirect"),
     path("", landing, name="landing"),
     path("", include("channels_app.urls")),
 ]

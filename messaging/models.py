@@ -328,6 +328,7 @@ class TouchpointKind:
     DEFERRED = "deferred"
     OPENED = "opened"
     CLICKED = "clicked"
+    CLICKED_BOT = "clicked_bot"  # a link preview or mail scanner: recorded, not a click
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     UNSUBSCRIBED = "unsubscribed"
@@ -422,3 +423,21 @@ class ApiKey(AbstractAPIKey):
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"
         verbose_name_plural = "API keys"
+
+
+class TrackedLink(models.Model):
+    """One http(s) link of one outbound message, rewritten to `PUBLIC_BASE_URL/l/<token>` at
+    send time (`messaging.links`); the token is the row id plus a truncated HMAC."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tracked_links")
+    url = models.TextField()
+    position = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "position"], name="trackedlink_position")
+        ]
+
+    def __str__(self) -> str:
+        return self.url

@@ -31,6 +31,7 @@ from .models import (
     Direction,
     Message,
     Touchpoint,
+    TrackedLink,
 )
 from .services import touchpoint_record
 from .services.contacts import contacts_changed_announce
@@ -237,6 +238,11 @@ def _message_out(m: Message) -> dict[str, Any]:
         "category": m.category,
         "in_reply_to": str(m.in_reply_to_id) if m.in_reply_to_id else None,
         "metadata": m.metadata,
+        # Tracked links: the original URLs the short links in the body stand for.
+        "links": [
+            {"id": link.pk, "position": link.position, "url": link.url}
+            for link in sorted(m.tracked_links.all(), key=lambda link: link.position)
+        ],
         **{
             name: _iso(getattr(m, name))
             for name in (
@@ -363,6 +369,7 @@ def contact_export(*, contact: Contact) -> dict[str, Any]:
             _message_out(m)
             for m in Message.objects.filter(contact=contact)
             .select_related("template")
+            .prefetch_related("tracked_links")
             .order_by("created_at", "pk")
         ],
         "touchpoints": [
@@ -534,6 +541,10 @@ def contact_erase(*, contact: Contact, actor: str = "api") -> dict[str, int]:
         messages = Message.objects.filter(contact=locked)
         counts["messages"] = messages.filter(_not_blank(_MESSAGE_BLANKS)).update(
             **_MESSAGE_BLANKS, updated_at=now
+        )
+        # A tracked link's URL can carry personal data (?email=…); an erased one is a 404.
+        counts["tracked_links"] = (
+            TrackedLink.objects.filter(message__contact=locked).exclude(url="").update(url="")
         )
         counts["touchpoints"] = _scrub_touchpoints(locked)
         counts["consent_changes"] = (

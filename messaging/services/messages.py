@@ -8,12 +8,14 @@ import json
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from channels_app.channels import Channel
 
 from .. import policies
+from ..links import links_rewrite
 from ..models import Contact, Direction, Message, Template, TouchpointKind
 from ..rendering import RenderedContent, TemplateRenderError, render_content, render_template
 from ..status import MessageStatus
@@ -184,6 +186,13 @@ def message_create(
     )
     try:
         with transaction.atomic():
+            if settings.LINK_TRACKING and not render_failure:
+                # After rendering, before storing: the stored body is what is sent. A WhatsApp
+                # content template's variables are Meta-approved and stay as they are; its body
+                # is what goes out freeform inside the 24-hour window, so it is rewritten.
+                message.body, message.html_body, _ = links_rewrite(
+                    message_id=message.pk, body=message.body, html_body=message.html_body
+                )
             message.save(force_insert=True)
             touchpoint_record(
                 contact_id=contact.pk,
