@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from audiences.models import Segment
+from messaging.conversion import ConversionSettings
 from messaging.fields import SafeJSONField
 from messaging.models import Contact, Message
 
@@ -18,7 +19,7 @@ def default_channel_order() -> list[str]:
     return ["whatsapp", "sms", "email"]
 
 
-class Broadcast(models.Model):
+class Broadcast(ConversionSettings):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         SCHEDULED = "scheduled", "Scheduled"  # launched, first send time not reached

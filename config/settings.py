@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "audiences",
     "journeys",
     "campaigns",
+    "insights",
     "outbound",
 ]
 

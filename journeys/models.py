@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from messaging.conversion import ConversionSettings
 from messaging.fields import SafeJSONField
 from messaging.models import Contact, Message
 
@@ -53,7 +54,7 @@ class Event(models.Model):
         return f"{self.name} #{self.pk}"
 
 
-class Journey(models.Model):
+class Journey(ConversionSettings):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         ACTIVE = "active", "Active"

@@ -335,6 +335,7 @@ class TouchpointKind:
     REPLIED = "replied"
     CONSENT_CHANGED = "consent_changed"
     EVENT = "event"
+    CONVERTED = "converted"  # a conversion event attributed to this message (insights)
 
 
 class Touchpoint(models.Model):

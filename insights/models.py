@@ -1,0 +1,60 @@
+"""Insights: what the touchpoints led to. A `Conversion` is one conversion event attributed
+to the one message that earned it (last click, else last delivered), with the journey, step
+or broadcast, template and channel copied so reports group it without joins."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from campaigns.models import Broadcast
+from journeys.models import Event, Journey, Step
+from messaging.conversion import AttributionModel
+from messaging.models import Contact, Message, Template
+
+
+class Conversion(models.Model):
+    class Touch(models.TextChoices):
+        CLICKED = "clicked", "Clicked"
+        DELIVERED = "delivered", "Delivered"
+
+    # One conversion per event, ever: the unique constraint is the "counted once" guarantee.
+    event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="conversion")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(
+        Message, null=True, on_delete=models.SET_NULL, related_name="conversions"
+    )
+    journey = models.ForeignKey(
+        Journey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    broadcast = models.ForeignKey(
+        Broadcast, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    channel = models.CharField(max_length=16)
+    model = models.CharField(max_length=16, choices=AttributionModel.choices)
+    touch = models.CharField(max_length=16, choices=Touch.choices)
+    event_name = models.CharField(max_length=120)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    occurred_at = models.DateTimeField(help_text="When the conversion event happened.")
+    touched_at = models.DateTimeField(help_text="When the credited click or delivery happened.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["journey", "occurred_at"], name="conversion_journey"),
+            models.Index(fields=["broadcast", "occurred_at"], name="conversion_broadcast"),
+            models.Index(fields=["template", "occurred_at"], name="conversion_template"),
+            models.Index(fields=["channel", "occurred_at"], name="conversion_channel"),
+            models.Index(fields=["message"], name="conversion_message"),
+            models.Index(fields=["contact", "occurred_at"], name="conversion_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} → message {self.message_id}"
