@@ -96,7 +96,13 @@ def test_without_an_experiment_the_report_and_dry_run_say_so(api, world):
         ({"variants": [AB[0], {"template_slug": "promo-b", "weight": 0}]}, "variants.1.weight"),
         ({"variants": [AB[0], {"template_slug": "promo-b", "weight": 101}]}, "variants.1.weight"),
         ({"variants": [AB[0], {"template_slug": "nope", "weight": 5}]}, "variants"),
-        ({"variants": [AB[0], {"template_slug": "email-only", "weight": 5}]}, "variants"),
+        (
+            {
+                "variants": [AB[0], {"template_slug": "email-only", "weight": 5}],
+                "channel_order": ["sms"],
+            },
+            "variants",
+        ),  # no template on the order's channels
         ({"variants": [AB[0], {"template_slug": "b c", "weight": 5}]}, "variants.1.template_slug"),
         ({"variants": [AB[0], {"template_slug": "promo-b", "w": 5}]}, "variants.1.w"),
         ({"variants": "promo"}, "variants"),
