@@ -51,6 +51,20 @@ class BroadcastAdmin(admin.ModelAdmin):
         ("Audience", {"fields": ("segments", "exclude_segments")}),
         ("Message", {"fields": ("template_slug", "channel_order", "category")}),
         (
+            "Experiment",
+            {
+                "fields": (
+                    "variants",
+                    ("variant_test_percent", "winner_after_hours", "winner_metric"),
+                    "holdout_percent",
+                ),
+                "classes": ("collapse",),
+                "description": "Optional. Variants split the audience between template "
+                "families; a test share gets them first and the rest the winner; a holdout "
+                "is never sent anything, to measure the uplift (see the report).",
+            },
+        ),
+        (
             "When",
             {
                 "fields": (
@@ -69,7 +83,18 @@ class BroadcastAdmin(admin.ModelAdmin):
         ("Goal", {"fields": ("goal_event", "goal_window_hours")}),
     )
     launched_fieldsets = (
-        ("Status", {"fields": ("status", "recipient_count", "timeline", "results")}),
+        (
+            "Status",
+            {
+                "fields": (
+                    "status",
+                    "recipient_count",
+                    "timeline",
+                    "results",
+                    ("winner_variant", "winner_chosen_at"),
+                )
+            },
+        ),
     )
 
     @admin.display(description="When")
@@ -145,6 +170,8 @@ class BroadcastAdmin(admin.ModelAdmin):
                 "recipient_count",
                 "timeline",
                 "results",
+                "winner_variant",
+                "winner_chosen_at",
                 *(f for _, spec in self._launched_fields() for f in _flat(spec["fields"])),
             ]
         return ["slug"] if obj is not None else []

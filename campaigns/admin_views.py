@@ -19,6 +19,7 @@ from audit.services import audit_record
 from . import services
 from .dryrun import REASONS, broadcast_dry_run
 from .errors import BroadcastError
+from .experiment_report import experiment_report
 from .forms import ConfirmForm, LaunchForm
 from .models import Broadcast
 from .permissions import LAUNCH_PERMISSION, TRANSACTIONAL_PERMISSION, TRANSACTIONAL_REFUSAL
@@ -225,6 +226,7 @@ class BroadcastViews:
         context = {
             **self._context(request, broadcast, f"Report: {broadcast}"),
             "report": broadcast_report(broadcast=broadcast),
+            "experiment": experiment_report(broadcast=broadcast),
             "report_data_url": reverse("admin:campaigns_broadcast_report_data", args=[pk]),
             "recipients_url": reverse("admin:campaigns_broadcastrecipient_changelist")
             + f"?broadcast__id__exact={pk}",
@@ -237,5 +239,6 @@ class BroadcastViews:
             {
                 **broadcast_report(broadcast=broadcast),
                 "activity": broadcast_activity(broadcast=broadcast),
+                "experiment": experiment_report(broadcast=broadcast),
             }
         )

@@ -24,9 +24,11 @@ from messaging.serializers import StrictSerializer
 from . import drafts, services
 from .dryrun import broadcast_dry_run
 from .errors import BroadcastError
+from .experiment_report import experiment_report
 from .models import Broadcast
 from .permissions import TRANSACTIONAL_SCOPE, key_has_scope
 from .reports import broadcast_activity, broadcast_report
+from .services import experiments
 
 READ, WRITE = "broadcasts:read", "broadcasts:write"
 
@@ -54,11 +56,26 @@ BROADCAST_EXAMPLE = OpenApiExample(
 # --- Serializers ------------------------------------------------------------------------
 
 
+class VariantSpecOutput(serializers.Serializer):
+    template_slug = serializers.CharField()
+    weight = serializers.IntegerField()
+
+
+class VariantInput(StrictSerializer):
+    template_slug = serializers.SlugField(
+        max_length=100, help_text="A template family (one template per channel)."
+    )
+    weight = serializers.IntegerField(
+        min_value=1, max_value=experiments.MAX_WEIGHT, help_text="Its share, relative."
+    )
+
+
 class BroadcastOutput(serializers.ModelSerializer):
     segments = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     exclude_segments = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     template_channels = serializers.SerializerMethodField()
     channel_order = serializers.ListField(child=serializers.CharField())
+    variants = serializers.ListField(child=VariantSpecOutput())
 
     class Meta:
         model = Broadcast
@@ -74,6 +91,14 @@ class BroadcastOutput(serializers.ModelSerializer):
             "template_slug",
             "template_channels",
             "channel_order",
+            "variants",
+            "holdout_percent",
+            "variant_test_percent",
+            "winner_after_hours",
+            "winner_metric",
+            "winner_due_at",
+            "winner_variant",
+            "winner_chosen_at",
             "send_mode",
             "send_at",
             "local_send_date",
@@ -130,6 +155,32 @@ def _fields(required: bool) -> dict[str, serializers.Field]:
             help_text='Channels to try in order; "preferred" is the contact\'s own.',
             **opt,
         ),
+        "variants": serializers.ListField(
+            child=VariantInput(),
+            max_length=experiments.MAX_VARIANTS,
+            help_text="2–5 message variants, each a template family with a weight, assigned "
+            "at launch (empty: template_slug alone).",
+            **opt,
+        ),
+        "holdout_percent": serializers.IntegerField(
+            min_value=0,
+            max_value=experiments.MAX_HOLDOUT,
+            help_text="A control group of this share is never sent anything.",
+            **opt,
+        ),
+        "variant_test_percent": serializers.IntegerField(
+            min_value=1,
+            max_value=experiments.MAX_TEST_PERCENT,
+            allow_null=True,
+            help_text="Send the variants to this share first; the rest gets the winner.",
+            **opt,
+        ),
+        "winner_after_hours": serializers.IntegerField(
+            min_value=1, max_value=experiments.MAX_WINNER_HOURS, allow_null=True, **opt
+        ),
+        "winner_metric": serializers.ChoiceField(
+            choices=Broadcast.WinnerMetric.choices, allow_blank=True, **opt
+        ),
         "send_mode": serializers.ChoiceField(choices=Broadcast.SendMode.choices, **opt),
         "send_at": serializers.DateTimeField(allow_null=True, **opt),
         "local_send_date": serializers.DateField(allow_null=True, **opt),
@@ -183,6 +234,12 @@ class DryRunChannelOutput(serializers.Serializer):
     skipped_reasons = serializers.DictField(child=serializers.IntegerField())
 
 
+class SplitOutput(serializers.Serializer):
+    control = serializers.IntegerField(help_text="Held out: never sent.")
+    awaiting_winner = serializers.IntegerField(help_text="Sent the winner later.")
+    variants = serializers.DictField(child=serializers.IntegerField())
+
+
 class DryRunOutput(serializers.Serializer):
     broadcast = serializers.CharField()
     evaluated_at = serializers.DateTimeField()
@@ -194,6 +251,7 @@ class DryRunOutput(serializers.Serializer):
     channel_order = serializers.ListField(child=serializers.CharField())
     channels = DryRunChannelOutput(many=True)
     reasons = serializers.DictField(child=serializers.CharField())
+    split = SplitOutput(allow_null=True, help_text="Experiments: how the audience is split.")
 
 
 class _Counts(serializers.Serializer):
@@ -219,6 +277,65 @@ class ActivityOutput(serializers.Serializer):
     series = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
 
 
+class VariantRatesOutput(serializers.Serializer):
+    sent = serializers.FloatField(allow_null=True)
+    delivered = serializers.FloatField(allow_null=True)
+    opened = serializers.FloatField(allow_null=True)
+    clicked = serializers.FloatField(allow_null=True)
+    replied = serializers.FloatField(allow_null=True)
+    converted = serializers.FloatField(allow_null=True)
+
+
+class VariantOutput(serializers.Serializer):
+    variant = serializers.CharField()
+    weight = serializers.IntegerField(allow_null=True)
+    winner = serializers.BooleanField()
+    recipients = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    replied = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    rates = VariantRatesOutput(help_text="Each metric per recipient of the variant.")
+
+
+class HoldoutOutput(serializers.Serializer):
+    treated = serializers.IntegerField()
+    treated_converted = serializers.IntegerField()
+    control = serializers.IntegerField()
+    control_converted = serializers.IntegerField()
+    treated_rate = serializers.FloatField(allow_null=True)
+    control_rate = serializers.FloatField(allow_null=True)
+    uplift_points = serializers.FloatField(allow_null=True)
+    uplift_relative = serializers.FloatField(allow_null=True)
+    ci_low_points = serializers.FloatField(allow_null=True)
+    ci_high_points = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    test = serializers.CharField()
+    significant = serializers.BooleanField()
+
+
+class ExperimentOutput(serializers.Serializer):
+    variants = VariantOutput(many=True)
+    variant_keys = serializers.ListField(child=serializers.CharField())
+    test_percent = serializers.IntegerField(allow_null=True)
+    winner_after_hours = serializers.IntegerField(allow_null=True)
+    winner_metric = serializers.CharField(allow_blank=True)
+    winner_due_at = serializers.DateTimeField(allow_null=True)
+    winner_variant = serializers.CharField(allow_blank=True)
+    winner_chosen_at = serializers.DateTimeField(allow_null=True)
+    awaiting_winner = serializers.IntegerField()
+    holdout_percent = serializers.IntegerField()
+    control = serializers.IntegerField()
+    conversion_events = serializers.ListField(child=serializers.CharField())
+    conversion_window_hours = serializers.IntegerField()
+    holdout = HoldoutOutput(
+        allow_null=True,
+        help_text="Control vs treated conversion (intent-to-treat), uplift and significance.",
+    )
+
+
 class ReportOutput(serializers.Serializer):
     broadcast = serializers.CharField()
     status = serializers.CharField()
@@ -229,6 +346,7 @@ class ReportOutput(serializers.Serializer):
     states = serializers.DictField(child=serializers.IntegerField())
     reasons = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
     activity = ActivityOutput()
+    experiment = ExperimentOutput(allow_null=True)
 
 
 # --- Helpers ------------------------------------------------------------------------------
@@ -247,6 +365,14 @@ def _segments(data: dict[str, Any], name: str) -> list[Segment] | None:
     if unknown:
         raise exceptions.ValidationError({name: [f"Unknown segment: {', '.join(unknown)}."]})
     return [found[s] for s in dict.fromkeys(slugs)]
+
+
+def _plain(validated: dict[str, Any]) -> dict[str, Any]:
+    """The validated input, nested serializers' ordered dicts as plain JSON values."""
+    data = dict(validated)
+    if "variants" in data:
+        data["variants"] = [dict(v) for v in data["variants"]]
+    return data
 
 
 def _field_errors(exc: BroadcastError) -> exceptions.ValidationError:
@@ -307,7 +433,7 @@ class BroadcastListView(APIView):
     def post(self, request: Request) -> Response:
         payload = BroadcastCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        data = dict(payload.validated_data)
+        data = _plain(payload.validated_data)
         segments = _segments(data, "segments") or []
         excluded = _segments(data, "exclude_segments") or []
         try:
@@ -345,7 +471,7 @@ class BroadcastDetailView(APIView):
         payload = BroadcastUpdateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         _editable(broadcast)
-        data = dict(payload.validated_data)
+        data = _plain(payload.validated_data)
         before = audit_snapshot(broadcast)
         try:
             with transaction.atomic():
@@ -474,12 +600,14 @@ class BroadcastReportView(APIView):
         summary="A broadcast's report",
         description="Per channel and in total: recipients, sent, delivered, failed, opened, "
         "clicked, replied, unsubscribed, conversions (the goal event within the window after "
-        "the send); recipients per state; held/skipped reasons; activity per hour.",
+        "the send); recipients per state; held/skipped reasons; activity per hour; and for "
+        "an experiment, per variant and the holdout comparison (uplift, significance).",
     )
     def get(self, request: Request, slug: str) -> Response:
         broadcast = _get(slug)
         report = {
             **broadcast_report(broadcast=broadcast),
             "activity": broadcast_activity(broadcast=broadcast),
+            "experiment": experiment_report(broadcast=broadcast),
         }
         return Response(ReportOutput(report).data)

@@ -34,6 +34,12 @@ FIELDS = (
     "category",
     "template_slug",
     "channel_order",
+    # experiments (campaigns.services.experiments validates them)
+    "variants",
+    "holdout_percent",
+    "variant_test_percent",
+    "winner_after_hours",
+    "winner_metric",
     "send_mode",
     "send_at",
     "local_send_date",

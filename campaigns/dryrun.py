@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import (
     Case,
     CharField,
@@ -54,7 +55,7 @@ from messaging import policies
 from messaging.models import Consent, ConsentStatus, Contact, Direction, Message, Template
 
 from .models import Broadcast
-from .services import audience_queryset, local_instant
+from .services import audience_queryset, local_instant, split
 from .services.freeze import local_late_grace
 
 OK = "ok"
@@ -218,6 +219,30 @@ class ChannelRow:
         }
 
 
+def experiment_split(*, broadcast: Broadcast, audience: QuerySet[Contact]) -> dict | None:
+    """How the launch would split the audience now: the control group, each variant, and
+    those awaiting the winner (one grouped query with the freeze's own hash; None without an
+    experiment). The channel figures above are for the whole audience."""
+    if not split.has_experiment(broadcast):
+        return None
+    p = split.plan(broadcast)
+    members_sql, members_params = audience.values("id").query.sql_with_params()
+    group_sql, group_params = split.group_case(p, "m.bucket")
+    hashed = split.bucket_sql("m0.id", broadcast.pk)
+    sql = (
+        f"SELECT {group_sql} AS grp, COUNT(*) FROM "  # noqa: S608 (Django's SQL and ints)
+        f"(SELECT m0.id, {hashed} AS bucket FROM ({members_sql}) AS m0) AS m GROUP BY 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*group_params, *members_params])
+        found = dict(cursor.fetchall())
+    return {
+        "control": found.get(split.CONTROL, 0),
+        "awaiting_winner": found.get(split.AWAITING, 0),
+        "variants": {key: found.get(key, 0) for key in split.variant_keys(broadcast)},
+    }
+
+
 def broadcast_dry_run(*, broadcast: Broadcast, now: dt.datetime | None = None) -> dict[str, Any]:
     """How many of the audience would be sent, held or skipped, per channel and why."""
     now = now or timezone.now()
@@ -318,4 +343,5 @@ def broadcast_dry_run(*, broadcast: Broadcast, now: dt.datetime | None = None) -
         "channel_order": order,
         "channels": [rows[c].as_dict() for c in Channel.values if c in channels],
         "reasons": REASONS,
+        "split": experiment_split(broadcast=broadcast, audience=audience),
     }

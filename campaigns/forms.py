@@ -57,6 +57,40 @@ class ChannelOrderField(forms.MultiValueField):
         return value
 
 
+class VariantsField(forms.CharField):
+    """The variants as lines of "template-family weight" ("promo-a 50"), for people; stored
+    as [{"template_slug": "promo-a", "weight": 50}, …]. The draft writer checks the rest
+    (2–5 of them, templates on the channels, weights 1–100, each once)."""
+
+    widget = forms.Textarea(attrs={"rows": 5, "cols": 40, "placeholder": "promo-a 50\npromo-b 50"})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return "\n".join(
+                f"{v.get('template_slug', '')} {v.get('weight', '')}".strip()
+                for v in value
+                if isinstance(v, dict)
+            )
+        return value
+
+    def to_python(self, value: Any) -> list[dict[str, Any]]:
+        text = super().to_python(value) or ""
+        variants, problems = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            parts = line.replace(",", " ").replace(":", " ").split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].isdigit():
+                problems.append(
+                    f"Line {number}: write a template family and a weight, e.g. “promo-a 50”."
+                )
+                continue
+            variants.append({"template_slug": parts[0], "weight": int(parts[1])})
+        if problems:
+            raise forms.ValidationError(problems)
+        return variants
+
+
 def template_family_choices() -> list[tuple[str, str]]:
     """Every template slug, labelled with the channels it has ("promo — SMS, Email")."""
     from messaging.models import Template
@@ -81,6 +115,12 @@ class BroadcastForm(forms.ModelForm):
         help_text="Tried in this order: a contact who cannot get the first (no address, no "
         "consent, no template) gets the next.",
     )
+    variants = VariantsField(
+        label="Message variants",
+        required=False,
+        help_text="Optional: 2–5 lines of “template-family weight”; each recipient gets one, "
+        "in proportion to the weights (instead of the template family above).",
+    )
 
     class Meta:
         model = Broadcast
@@ -92,6 +132,11 @@ class BroadcastForm(forms.ModelForm):
             "exclude_segments",
             "template_slug",
             "channel_order",
+            "variants",
+            "variant_test_percent",
+            "winner_after_hours",
+            "winner_metric",
+            "holdout_percent",
             "category",
             "send_mode",
             "send_at",
@@ -111,6 +156,8 @@ class BroadcastForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "template_slug" in self.fields:
             self.fields["template_slug"].choices = template_family_choices()
+        if "holdout_percent" in self.fields:
+            self.fields["holdout_percent"].required = False  # empty: no holdout
         for name in ("send_at", "end_at"):
             if name in self.fields:
                 self.fields[name].widget = admin_widgets.AdminSplitDateTime()
@@ -120,12 +167,19 @@ class BroadcastForm(forms.ModelForm):
             "exclude_segments": "…except contacts in any of these",
             "throttle_per_minute": "At most (messages per minute)",
             "end_at": "Stop sending at",
+            "variant_test_percent": "Test the variants on (% of the audience)",
+            "winner_after_hours": "…then send the winner to the rest after (hours)",
+            "winner_metric": "…the winner being the best by",
+            "holdout_percent": "Holdout (% never sent, to measure the uplift)",
             "goal_event": "Goal event (a conversion)",
             "goal_window_hours": "Counted within (hours after the send)",
         }
         for name, label in labels.items():
             if name in self.fields:
                 self.fields[name].label = label
+
+    def clean_holdout_percent(self) -> int:
+        return self.cleaned_data.get("holdout_percent") or 0
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -19,6 +19,14 @@ def default_channel_order() -> list[str]:
     return ["whatsapp", "sms", "email"]
 
 
+class WinnerMetric(models.TextChoices):
+    DELIVERED = "delivered", "Delivered rate"
+    OPENED = "opened", "Open rate"
+    CLICKED = "clicked", "Click rate"
+    REPLIED = "replied", "Reply rate"
+    CONVERTED = "converted", "Conversion rate"
+
+
 class Broadcast(ConversionSettings):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -40,6 +48,8 @@ class Broadcast(ConversionSettings):
     class CapAction(models.TextChoices):
         HOLD = "hold", "Hold until allowed"
         SKIP = "skip", "Skip the send"
+
+    WinnerMetric = WinnerMetric
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -81,6 +91,27 @@ class Broadcast(ConversionSettings):
     )
     goal_window_hours = models.PositiveIntegerField(default=72)
 
+    # Experiments (campaigns/experiments.py): 2–5 message variants, each a template family
+    # with a weight ([{"template_slug": "promo-a", "weight": 50}, …]; empty: template_slug
+    # alone); optionally tested on a share of the audience first, the winner by a metric
+    # sent to the rest; and a held-out control group that is never sent anything.
+    variants = SafeJSONField(default=list, blank=True)
+    variant_test_percent = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Send the variants to this share first (1–50 %)."
+    )
+    winner_after_hours = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="…then, this many hours later (1–168), the winner."
+    )
+    winner_metric = models.CharField(
+        max_length=16, choices=WinnerMetric.choices, blank=True, help_text="…chosen by this."
+    )
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="A control group of this share (0–50 %) is never sent anything."
+    )
+    winner_due_at = models.DateTimeField(null=True, blank=True, editable=False)
+    winner_variant = models.CharField(max_length=100, blank=True, editable=False)
+    winner_chosen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -121,6 +152,10 @@ class BroadcastRecipient(models.Model):
         SKIPPED = "skipped", "Skipped"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        # the held-out control group: never sent anything (experiments)
+        CONTROL = "control", "Control group (never sent)"
+        # the rest of a test-then-winner broadcast, released with the winning variant
+        AWAITING_WINNER = "awaiting_winner", "Awaiting the winning variant"
 
     broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="recipients")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
@@ -136,6 +171,8 @@ class BroadcastRecipient(models.Model):
         related_name="broadcast_recipient",
     )
     reason = models.CharField(max_length=255, blank=True)
+    # The variant's template family ("" without variants, or awaiting the winner).
+    variant = models.CharField(max_length=100, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
     updated_at = models.DateTimeField()
 

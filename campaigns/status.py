@@ -4,7 +4,7 @@ so a staff action racing the dispatcher (which completes a broadcast) cannot und
 
 from __future__ import annotations
 
-from .models import Broadcast
+from .models import Broadcast, BroadcastRecipient
 
 S = Broadcast.Status
 
@@ -61,3 +61,33 @@ def allowed_actions(status: str) -> list[str]:
         if any(can_transition(status, t) for t in targets):
             allowed.append(action)
     return allowed
+
+
+# --- Recipients -----------------------------------------------------------------------------
+
+RS = BroadcastRecipient.State
+
+# Where a recipient row may move. Frozen at launch as pending, skipped (local time passed),
+# control (the held-out group: never sent, never moves) or awaiting_winner (the rest of a
+# test-then-winner broadcast: released as pending with the winner's variant, or cancelled /
+# skipped with the broadcast).
+RECIPIENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    RS.PENDING: frozenset({RS.HELD, RS.SENT, RS.SKIPPED, RS.FAILED, RS.CANCELLED}),
+    RS.HELD: frozenset({RS.HELD, RS.SENT, RS.SKIPPED, RS.FAILED, RS.CANCELLED}),
+    RS.AWAITING_WINNER: frozenset({RS.PENDING, RS.SKIPPED, RS.CANCELLED}),
+    RS.CONTROL: frozenset(),
+    RS.SENT: frozenset(),
+    RS.SKIPPED: frozenset(),
+    RS.FAILED: frozenset(),
+    RS.CANCELLED: frozenset(),
+}
+# Claimed and sent by the dispatcher.
+SENDABLE = (RS.PENDING, RS.HELD)
+# Not sent yet: a cancel cancels them, the end of the send window skips them, and a
+# broadcast with any of them left is not completed.
+UNSENT = tuple(s for s in RECIPIENT_TRANSITIONS if RS.CANCELLED in RECIPIENT_TRANSITIONS[s])
+
+
+def recipient_sources_for(target: str) -> tuple[str, ...]:
+    """Recipient states a row may be in for a move to `target`."""
+    return tuple(s for s, targets in RECIPIENT_TRANSITIONS.items() if target in targets)

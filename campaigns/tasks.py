@@ -74,3 +74,11 @@ def dispatch_due(chained: bool = False) -> int:
                 cache.delete(CHAIN_KEY)
             break
     return claimed
+
+
+@shared_task(name="campaigns.choose_winners", **BEAT_TASK_OPTIONS)
+def choose_winners() -> int:
+    """Beat (every BROADCAST_WINNER_INTERVAL_SECONDS): for every test-then-winner broadcast
+    whose wait is over, choose the winning variant and release the rest with it (one
+    transaction each; the dispatcher sends them on its next tick)."""
+    return services.broadcasts_choose_winners()

@@ -38,6 +38,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "campaigns.dispatch_due",
             "schedule": settings.BROADCAST_DISPATCH_INTERVAL_SECONDS,
         },
+        "choose-broadcast-winners": {
+            "task": "campaigns.choose_winners",
+            "schedule": settings.BROADCAST_WINNER_INTERVAL_SECONDS,
+        },
         "recompute-segments": {
             "task": "audiences.recompute_segments",
             "schedule": settings.SEGMENT_RECOMPUTE_INTERVAL_SECONDS,

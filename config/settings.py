@@ -321,6 +321,8 @@ BROADCAST_LEASE_SECONDS = env.int("BROADCAST_LEASE_SECONDS", default=60)
 # Local-time sends: a zone whose send time passed at launch by at most this much is sent at
 # once; by more, its recipients are skipped ("the local send time had already passed").
 BROADCAST_LOCAL_LATE_GRACE_MINUTES = env.int("BROADCAST_LOCAL_LATE_GRACE_MINUTES", default=60)
+# How often the beat task choosing test-then-winner broadcasts' winners runs (seconds).
+BROADCAST_WINNER_INTERVAL_SECONDS = env.int("BROADCAST_WINNER_INTERVAL_SECONDS", default=60)
 
 # --- Providers ------------------------------------------------------------------------
 SIMULATOR_HOST = env("SIMULATOR_HOST", default="127.0.0.1")

@@ -4,6 +4,8 @@
 - freeze: the audience → recipient rows, in one INSERT … SELECT
 - dispatch: the beat tick: start, claim (throttled, SKIP LOCKED), end windows, complete
 - sending: send claimed recipients through the journeys' policy and message path
+- split / experiments / winner: variants, holdout and test-then-winner (assigned by the
+  freeze, validated for drafts and the launch, the winner chosen and released by a beat task)
 
 Tasks import services, never the reverse.
 """
@@ -30,6 +32,7 @@ from .lifecycle import (
     launch_errors,
 )
 from .sending import channel_order, idempotency_key, recipients_send
+from .winner import broadcast_choose_winner, broadcasts_choose_winners
 
 __all__ = [
     "CANCELLED_REASON",
@@ -38,10 +41,12 @@ __all__ = [
     "Claim",
     "audience_queryset",
     "broadcast_cancel",
+    "broadcast_choose_winner",
     "broadcast_end_window",
     "broadcast_launch",
     "broadcast_pause",
     "broadcast_resume",
+    "broadcasts_choose_winners",
     "broadcasts_complete",
     "broadcasts_dispatch",
     "broadcasts_start_due",

@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..models import Broadcast, BroadcastRecipient
+from ..status import UNSENT
 from .lifecycle import broadcasts_start_due
 from .sql import recipients_touch
 
@@ -100,9 +101,9 @@ def broadcast_end_window(*, broadcast: Broadcast, now: dt.datetime) -> int:
         )
         if locked is None:
             return 0
-        skipped = BroadcastRecipient.objects.filter(
-            broadcast=locked, state__in=(R.PENDING, R.HELD)
-        ).update(state=R.SKIPPED, reason=WINDOW_ENDED, updated_at=now)
+        skipped = BroadcastRecipient.objects.filter(broadcast=locked, state__in=UNSENT).update(
+            state=R.SKIPPED, reason=WINDOW_ENDED, updated_at=now
+        )
         if skipped:
             recipients_touch(
                 broadcast=locked,
@@ -118,11 +119,10 @@ def broadcast_end_window(*, broadcast: Broadcast, now: dt.datetime) -> int:
 
 
 def broadcasts_complete(*, now: dt.datetime) -> int:
-    """Sending broadcasts with no pending or held recipient left are completed (one UPDATE;
-    claimed recipients are pending until sent, so a batch in flight keeps it open)."""
-    left = BroadcastRecipient.objects.filter(
-        broadcast=OuterRef("pk"), state__in=(R.PENDING, R.HELD)
-    )
+    """Sending broadcasts with no pending, held or awaiting-the-winner recipient left are
+    completed (one UPDATE; claimed recipients are pending until sent, so a batch in flight
+    keeps it open)."""
+    left = BroadcastRecipient.objects.filter(broadcast=OuterRef("pk"), state__in=UNSENT)
     return (
         Broadcast.objects.filter(status=S.SENDING)
         .exclude(Exists(left))
@@ -167,9 +167,12 @@ def broadcasts_dispatch(
 
 
 def run_due(*, now: dt.datetime | None = None, limit: int | None = None) -> int:
-    """Claim and send everything due, inline (tests, demos). Returns how many were claimed."""
+    """Choose due winners, claim and send everything due, inline (tests, demos). Returns how
+    many were claimed."""
     from .sending import recipients_send
+    from .winner import broadcasts_choose_winners
 
+    broadcasts_choose_winners(now=now)
     claims = broadcasts_dispatch(now=now, limit=limit)
     for claim in claims:
         recipients_send(recipient_ids=claim.recipient_ids, now=now)

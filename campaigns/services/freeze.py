@@ -16,6 +16,7 @@ from audiences.services import segment_members
 from messaging.models import Contact
 
 from ..models import Broadcast, BroadcastRecipient
+from . import split
 from .sql import db_datetime, recipients_touch, table
 
 R = BroadcastRecipient.State
@@ -121,7 +122,6 @@ def recipients_freeze(
         reason_sql, reason_params = case(
             late_zones, lambda _: LOCAL_TIME_PASSED, LOCAL_TIME_PASSED if default[1] else ""
         )
-        params += state_params + at_params + reason_params
         late = len(late_zones)
         pending = [at for at, too_late in schedule.values() if not too_late]
         first_send = min(pending) if pending else None
@@ -129,14 +129,36 @@ def recipients_freeze(
         state_sql, at_sql, reason_sql = "%s", "%s", "%s"
         start = broadcast.send_at if broadcast.send_mode == Broadcast.SendMode.AT else now
         start = max(start, now)
-        params += [R.PENDING.value, db_datetime(start), ""]
+        state_params, at_params, reason_params = [R.PENDING.value], [db_datetime(start)], [""]
         first_send = start
-    params += [db_datetime(now), *members_params]
+    # Experiments: the control group, the variants and who awaits the winner, by a hash
+    # bucket per contact (campaigns.services.split), in the same statement.
+    variant_sql, variant_params = "%s", [""]
+    members = f"({members_sql}) AS m"
+    if split.has_experiment(broadcast):
+        p, bucket = split.plan(broadcast), "m.bucket"
+        state_sql, state_params = split.state_case(p, bucket, state_sql, state_params)
+        reason_sql, reason_params = split.reason_case(p, bucket, reason_sql, reason_params)
+        variant_sql, variant_params = split.variant_case(p, bucket)
+        hashed = split.bucket_sql("m0.id", broadcast.pk)
+        members = (
+            f'(SELECT m0.id, m0."timezone", {hashed} AS bucket '  # noqa: S608 (ints, Django's SQL)
+            f"FROM ({members_sql}) AS m0) AS m"
+        )
+    params += [
+        *state_params,
+        *at_params,
+        *reason_params,
+        *variant_params,
+        db_datetime(now),
+        *members_params,
+    ]
     sql = (
         f"INSERT INTO {table(BroadcastRecipient)} "  # noqa: S608 (names and Django's own SQL)
-        f"(broadcast_id, contact_id, state, send_after, reason, channel, attempts, updated_at) "
-        f"SELECT %s, m.id, {state_sql}, {at_sql}, {reason_sql}, '', 0, %s "
-        f"FROM ({members_sql}) AS m WHERE 1 = 1 "  # WHERE: SQLite's INSERT…SELECT…ON CONFLICT
+        f"(broadcast_id, contact_id, state, send_after, reason, variant, channel, attempts, "
+        f"updated_at) "
+        f"SELECT %s, m.id, {state_sql}, {at_sql}, {reason_sql}, {variant_sql}, '', 0, %s "
+        f"FROM {members} WHERE 1 = 1 "  # WHERE: SQLite's INSERT…SELECT…ON CONFLICT
         f"ON CONFLICT (broadcast_id, contact_id) DO NOTHING"
     )
     with connection.cursor() as cursor:

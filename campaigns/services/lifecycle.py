@@ -18,8 +18,10 @@ from messaging.models import Template
 
 from ..errors import BroadcastError
 from ..models import Broadcast, BroadcastRecipient
-from ..status import can_transition
+from ..status import UNSENT, can_transition
+from .experiments import experiment_errors
 from .freeze import local_instant, local_late_grace, recipients_freeze
+from .split import tests_first
 
 S = Broadcast.Status
 R = BroadcastRecipient.State
@@ -53,6 +55,7 @@ def _copy_state(source: Broadcast, target: Broadcast) -> None:
         "cancelled_at",
         "completed_at",
         "recipient_count",
+        "winner_due_at",
     ):
         setattr(target, name, getattr(source, name))
 
@@ -132,6 +135,9 @@ def launch_errors(
         add("throttle_per_minute", "At least 1 message per minute, or empty for no limit.")
     if broadcast.category not in Broadcast.Category.values:
         add("category", f"Unknown category {broadcast.category!r}.")
+    for field, messages in experiment_errors(broadcast, start=start).items():
+        for message in messages:
+            add(field, message)
     return errors
 
 
@@ -175,6 +181,8 @@ def broadcast_launch(
     locked.launched_by = actor if isinstance(actor, get_user_model()) else None
     locked.recipient_count = frozen.recipients
     locked.throttle_tat = None
+    if tests_first(locked):  # the winner is chosen this long after the first send
+        locked.winner_due_at = frozen.first_send + dt.timedelta(hours=locked.winner_after_hours)
     locked.save(
         update_fields=[
             "status",
@@ -182,6 +190,7 @@ def broadcast_launch(
             "launched_by",
             "recipient_count",
             "throttle_tat",
+            "winner_due_at",
             "updated_at",
         ]
     )
@@ -244,16 +253,17 @@ def broadcast_resume(
 def broadcast_cancel(
     *, broadcast: Broadcast, actor: Any, now: dt.datetime | None = None
 ) -> Broadcast:
-    """Stop for good: every recipient not sent yet becomes cancelled (one UPDATE, which waits
+    """Stop for good: every recipient not sent yet (awaiting the winner included) becomes
+    cancelled (one UPDATE, which waits
     for a batch being sent right now and leaves what it sent alone)."""
     now = now or timezone.now()
     locked = _lock(broadcast)
     if not can_transition(locked.status, S.CANCELLED):
         raise _refuse(locked, "cancelled")
     before = audit_snapshot(locked)
-    cancelled = BroadcastRecipient.objects.filter(
-        broadcast=locked, state__in=(R.PENDING, R.HELD)
-    ).update(state=R.CANCELLED, reason=CANCELLED_REASON, updated_at=now)
+    cancelled = BroadcastRecipient.objects.filter(broadcast=locked, state__in=UNSENT).update(
+        state=R.CANCELLED, reason=CANCELLED_REASON, updated_at=now
+    )
     locked.status, locked.cancelled_at = S.CANCELLED, now
     locked.save(update_fields=["status", "cancelled_at", "updated_at"])
     _audit(actor, "cancel", locked, before, recipients_cancelled=cancelled)

@@ -21,6 +21,7 @@ from messaging.services import MessageRequestError, message_create, touchpoints_
 from messaging.status import MessageStatus
 
 from ..models import Broadcast, BroadcastRecipient
+from ..status import SENDABLE
 from .sql import touchpoint_data
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class Batch:
     """What one batch writes together: the recipients' rows and their touchpoints."""
 
     broadcast: Broadcast
-    templates: dict[str, Template]
+    # template family slug → channel → template (the broadcast's family and its variants')
+    templates: dict[str, dict[str, Template]]
     existing: dict[str, Message]
     now: dt.datetime
     touchpoints: list[Touchpoint] = field(default_factory=list)
@@ -80,7 +82,12 @@ class Batch:
                 channel=channel,
                 message=message,
                 occurred_at=self.now,
-                data=touchpoint_data(b, **({"channel": channel} if channel else {}), **data),
+                data=touchpoint_data(
+                    b,
+                    **({"channel": channel} if channel else {}),
+                    **({"variant": recipient.variant} if recipient.variant else {}),
+                    **data,
+                ),
                 dedupe_key=f"bc:{b.pk}:{recipient.contact_id}:{dedupe or outcome}",
             )
         )
@@ -126,10 +133,11 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
         return
     skipped: list[str] = []
     failed: list[str] = []
+    family = recipient.variant or broadcast.template_slug
     for channel in order:
-        template = batch.templates.get(channel)
+        template = batch.templates.get(family, {}).get(channel)
         if template is None:
-            skipped.append(f"{channel}: no {channel} template {broadcast.template_slug!r}")
+            skipped.append(f"{channel}: no {channel} template {family!r}")
             continue
         decision = policies.evaluate_send(
             contact=contact,
@@ -171,7 +179,11 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
                 source="broadcast",
                 category=broadcast.category,
                 decision=decision,
-                metadata={"broadcast": broadcast.slug, "broadcast_id": broadcast.pk},
+                metadata={
+                    "broadcast": broadcast.slug,
+                    "broadcast_id": broadcast.pk,
+                    **({"variant": recipient.variant} if recipient.variant else {}),
+                },
                 # A template broken by this contact's data (or over a limit) becomes a failed
                 # message with the reason on the timeline.
                 fail_on_render_error=True,
@@ -192,7 +204,7 @@ def _load(recipient_ids: list[int]) -> list[BroadcastRecipient]:
     return list(
         BroadcastRecipient.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("contact", "broadcast")
-        .filter(pk__in=recipient_ids, state__in=(R.PENDING, R.HELD))
+        .filter(pk__in=recipient_ids, state__in=SENDABLE)
         .order_by("pk")
     )
 
@@ -205,7 +217,7 @@ def recipients_take(recipient_ids: list[int]) -> None:
     with transaction.atomic():
         taken = list(
             BroadcastRecipient.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=recipient_ids, state__in=(R.PENDING, R.HELD))
+            .filter(pk__in=recipient_ids, state__in=SENDABLE)
             .values_list("pk", flat=True)
         )
         if taken:
@@ -229,7 +241,10 @@ def _send_together(recipient_ids: list[int], now: dt.datetime) -> dict[str, int]
             )
             outcomes["returned"] = outcomes.get("returned", 0) + len(rows)
             continue
-        templates = {t.channel: t for t in Template.objects.filter(slug=broadcast.template_slug)}
+        templates: dict[str, dict[str, Template]] = {}
+        families = {broadcast.template_slug, *(r.variant for r in rows if r.variant)}
+        for template in Template.objects.filter(slug__in=families):
+            templates.setdefault(template.slug, {})[template.channel] = template
         keys = [
             idempotency_key(broadcast_id, r.contact_id, channel)
             for r in rows

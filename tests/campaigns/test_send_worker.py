@@ -77,3 +77,70 @@ def test_a_real_worker_sends_a_small_broadcast_through_the_simulator(staff, simu
     for message in Message.objects.all():
         assert message.provider_message_id
         assert simulator.messages(touchline_id=str(message.pk))
+
+
+def _wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.1)
+
+
+def test_a_real_worker_sends_the_test_group_then_the_winner_to_the_rest(staff, simulator):
+    from django.utils import timezone
+
+    from campaigns.models import BroadcastRecipient
+    from campaigns.tasks import choose_winners
+    from tests.factories import TemplateFactory
+
+    templates()
+    TemplateFactory(slug="promo-b", channel="sms", body="B for {{ contact.first_name }}")
+    contacts = people(30)
+    broadcast = services.broadcast_launch(
+        broadcast=draft(
+            [static_segment(contacts)],
+            channel_order=["sms"],
+            category="transactional",
+            variants=[
+                {"template_slug": "promo", "weight": 50},
+                {"template_slug": "promo-b", "weight": 50},
+            ],
+            variant_test_percent=40,
+            winner_after_hours=1,
+            winner_metric="delivered",
+            holdout_percent=10,
+        ),
+        actor=staff,
+    )
+    rows = BroadcastRecipient.objects.filter(broadcast=broadcast)
+    test_group = set(rows.exclude(variant="").values_list("contact_id", flat=True))
+    tested = len(test_group)
+    control = rows.filter(state="control").count()
+    celery_app.conf.CELERY_TASK_ALWAYS_EAGER = False
+    celery_app.control.purge()
+    with start_worker(
+        celery_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
+    ):
+        dispatch_due.delay()
+        _wait_for(lambda: Message.objects.filter(status="sent").count() == tested)
+        assert Message.objects.count() == tested  # the rest waits for the winner
+        Broadcast.objects.filter(pk=broadcast.pk).update(winner_due_at=timezone.now())
+        choose_winners.delay()
+        choose_winners.delay()  # a duplicate run releases nothing twice
+        _wait_for(lambda: not rows.filter(state="awaiting_winner").exists())
+        dispatch_due.delay()
+        _wait_for(lambda: Message.objects.filter(status="sent").count() == 30 - control)
+        dispatch_due.delay()
+        _wait_for(
+            lambda: Broadcast.objects.get(pk=broadcast.pk).status == Broadcast.Status.COMPLETED
+        )
+
+    broadcast.refresh_from_db()
+    assert broadcast.status == Broadcast.Status.COMPLETED and broadcast.winner_variant
+    sent = messages_per_contact(broadcast)
+    assert len(sent) == 30 - control and set(sent.values()) == {1}
+    assert not Message.objects.filter(
+        contact_id__in=rows.filter(state="control").values("contact_id")
+    ).exists()
+    rest = Message.objects.exclude(contact_id__in=test_group)
+    assert rest.count() == 30 - control - tested > 0
+    assert set(rest.values_list("template__slug", flat=True)) == {broadcast.winner_variant}
