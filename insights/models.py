@@ -58,3 +58,15 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_name} → message {self.message_id}"
+
+
+class ReportAccess(models.Model):
+    """No table: carries the permissions of the reports (staff page and CSV exports)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("view_reports", "Can view reports and download them as CSV")]
+
+    def __str__(self) -> str:
+        return "reports"
