@@ -11,7 +11,6 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    inline_serializer,
 )
 from rest_framework import exceptions, serializers
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -41,82 +40,74 @@ class CSVRenderer(BaseRenderer):
         return str(data).encode()
 
 
-_FUNNEL = {
-    **{name: serializers.IntegerField() for name in COUNTS},
-    **{name: serializers.FloatField(allow_null=True) for name in RATES},
-    "revenue": serializers.DictField(child=serializers.CharField(), help_text="per currency"),
-}
-FunnelRow = inline_serializer(
+def _funnel_fields() -> dict[str, serializers.Field]:
+    return {
+        **{name: serializers.IntegerField() for name in COUNTS},
+        **{name: serializers.FloatField(allow_null=True) for name in RATES},
+        "revenue": serializers.DictField(child=serializers.CharField(), help_text="per currency"),
+    }
+
+
+ReportFunnelTotals = type("ReportFunnelTotals", (serializers.Serializer,), _funnel_fields())
+ReportFunnelRow = type(
     "ReportFunnelRow",
+    (serializers.Serializer,),
     {
-        "journey": serializers.CharField(required=False),
-        "step": serializers.CharField(required=False),
-        "broadcast": serializers.CharField(required=False),
-        "name": serializers.CharField(required=False),
-        "template": serializers.CharField(required=False),
-        "template_channel": serializers.CharField(required=False),
+        **{
+            key: serializers.CharField(required=False)
+            for key in ("journey", "step", "broadcast", "name", "template", "template_channel")
+        },
         "channel": serializers.CharField(required=False),
-        **_FUNNEL,
+        **_funnel_fields(),
     },
 )
-_COMMON = {
-    "report": serializers.CharField(),
-    "period": inline_serializer(
-        "ReportPeriod", {"start": serializers.DateField(), "end": serializers.DateField()}
-    ),
-    "scope": serializers.DictField(child=serializers.CharField()),
-    "sources": serializers.DictField(
+
+
+class ReportPeriod(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+
+
+class _ReportOutput(serializers.Serializer):
+    report = serializers.CharField()
+    period = ReportPeriod()
+    scope = serializers.DictField(child=serializers.CharField())
+    sources = serializers.DictField(
         child=serializers.CharField(), help_text="What each headline number counts."
-    ),
-}
-FunnelOutput = inline_serializer(
-    "ReportFunnel",
-    {
-        **_COMMON,
-        "rows": FunnelRow(many=True),
-        "totals": inline_serializer("ReportFunnelTotals", _FUNNEL),
-    },
-)
-JourneyOutput = inline_serializer(
-    "ReportJourney",
-    {
-        **_COMMON,
-        "rows": FunnelRow(many=True),
-        "totals": inline_serializer("ReportJourneyTotals", _FUNNEL),
-        "steps": inline_serializer(
-            "ReportJourneyStep",
-            {
-                "step": serializers.CharField(),
-                "kind": serializers.CharField(),
-                "position": serializers.IntegerField(),
-                "entered": serializers.IntegerField(),
-                "lost": serializers.IntegerField(allow_null=True),
-                "lost_share": serializers.FloatField(allow_null=True),
-            },
-            many=True,
-        ),
-    },
-)
-LinksOutput = inline_serializer(
-    "ReportLinks",
-    {
-        **_COMMON,
-        "rows": inline_serializer(
-            "ReportLinkRow",
-            {
-                "url": serializers.CharField(),
-                "channel": serializers.CharField(),
-                "messages": serializers.IntegerField(),
-                "clicks": serializers.IntegerField(),
-                "unique_clickers": serializers.IntegerField(),
-                "messages_clicked": serializers.IntegerField(),
-                "click_rate": serializers.FloatField(allow_null=True),
-                "bot_clicks": serializers.IntegerField(),
-            },
-            many=True,
-        ),
-    },
-)
+    )
+
+
+class ReportFunnel(_ReportOutput):
+    rows = ReportFunnelRow(many=True)
+    totals = ReportFunnelTotals()
+
+
+class ReportJourneyStep(serializers.Serializer):
+    step = serializers.CharField()
+    kind = serializers.CharField()
+    position = serializers.IntegerField()
+    entered = serializers.IntegerField()
+    lost = serializers.IntegerField(allow_null=True)
+    lost_share = serializers.FloatField(allow_null=True)
+
+
+class ReportJourney(ReportFunnel):
+    steps = ReportJourneyStep(many=True)
+
+
+class ReportLinkRow(serializers.Serializer):
+    url = serializers.CharField()
+    channel = serializers.CharField()
+    messages = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    unique_clickers = serializers.IntegerField()
+    messages_clicked = serializers.IntegerField()
+    click_rate = serializers.FloatField(allow_null=True)
+    bot_clicks = serializers.IntegerField()
+
+
+class ReportLinks(_ReportOutput):
+    rows = ReportLinkRow(many=True)
 
 
 def _params(*names: str) -> list[OpenApiParameter]:
@@ -177,7 +168,7 @@ def _funnel_view(report: str, by: str) -> type[_ReportView]:
     class View(_ReportView):
         @extend_schema(
             parameters=_params("start", "end", "journey", "broadcast", "template", "channel"),
-            responses={200: FunnelOutput, _CSV: OpenApiResponse(OpenApiTypes.STR)},
+            responses={200: ReportFunnel, _CSV: OpenApiResponse(OpenApiTypes.STR)},
             summary=f"Funnel per {by}",
             description=_DESCRIPTION,
         )
@@ -199,7 +190,7 @@ class JourneyReportView(_ReportView):
 
     @extend_schema(
         parameters=_params("start", "end"),
-        responses={200: JourneyOutput, _CSV: OpenApiResponse(OpenApiTypes.STR)},
+        responses={200: ReportJourney, _CSV: OpenApiResponse(OpenApiTypes.STR)},
         summary="A journey's funnel per step, with drop-off",
         description=_DESCRIPTION + " Steps: enrollments entering each step in the range and "
         "the share of the previous step's lost.",
@@ -213,7 +204,7 @@ class LinksReportView(_ReportView):
 
     @extend_schema(
         parameters=_params("start", "end", "journey", "broadcast", "template", "channel"),
-        responses={200: LinksOutput, _CSV: OpenApiResponse(OpenApiTypes.STR)},
+        responses={200: ReportLinks, _CSV: OpenApiResponse(OpenApiTypes.STR)},
         summary="Clicks per tracked link",
         description="Per original URL and channel, for a journey, a broadcast or a template "
         "(one is required): messages that carried the link, people's clicks, unique clickers, "

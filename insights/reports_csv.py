@@ -1,15 +1,15 @@
-"""Every report as CSV: a header row, one line per report row, streamed. Cells that a
-spreadsheet would run as a formula are escaped (audiences.export.csv_cell)."""
+"""Every report as CSV: a header row, one line per report row, streamed. A text cell that a
+spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return, after
+any spaces) gets a leading apostrophe; numbers are written as numbers."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from django.http import StreamingHttpResponse
-
-from audiences.export import csv_cell
 
 from .reports import COUNTS, RATES
 
@@ -32,6 +32,17 @@ LINKS = [
 ]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def report_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return "'" + value if value.lstrip(" ").startswith(_FORMULA_START) else value
+    return str(value)
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -40,6 +51,10 @@ class _Echo:
 def _currencies(report: dict[str, Any]) -> list[str]:
     found = {c for row in report["rows"] for c in row.get("revenue", {})}
     return sorted(found)
+
+
+def _amount(value: str | None) -> Decimal | None:
+    return Decimal(value) if value is not None else None
 
 
 def report_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -57,7 +72,7 @@ def report_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         rows = report["rows"]
     table = [
         [row.get(c, "") for c in header[: len(header) - len(money)]]
-        + [row.get("revenue", {}).get(c, "") for c in currencies]
+        + [_amount(row.get("revenue", {}).get(c)) for c in currencies]
         for row in rows
     ]
     return header, table
@@ -68,7 +83,7 @@ def report_csv_lines(report: dict[str, Any]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(header)
     for row in rows:
-        yield writer.writerow([csv_cell(v) for v in row])
+        yield writer.writerow([report_cell(v) for v in row])
 
 
 def report_csv_response(*, report: dict[str, Any], name: str) -> StreamingHttpResponse:
