@@ -47,6 +47,8 @@ class Conversion(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
+        # Reports (insights/reports.py) read conversions among everything else.
+        permissions = [("view_reports", "Can view reports and download them as CSV")]
         indexes = [
             models.Index(fields=["journey", "occurred_at"], name="conversion_journey"),
             models.Index(fields=["broadcast", "occurred_at"], name="conversion_broadcast"),
@@ -58,15 +60,3 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_name} → message {self.message_id}"
-
-
-class ReportAccess(models.Model):
-    """No table: carries the permissions of the reports (staff page and CSV exports)."""
-
-    class Meta:
-        managed = False
-        default_permissions = ()
-        permissions = [("view_reports", "Can view reports and download them as CSV")]
-
-    def __str__(self) -> str:
-        return "reports"
