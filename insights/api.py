@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import Target, audit_record
+from journeys.models import Journey
 
 from .reports import COUNTS, RATES
 from .reports_csv import report_csv_response
@@ -190,12 +191,18 @@ class JourneyReportView(_ReportView):
 
     @extend_schema(
         parameters=_params("start", "end"),
-        responses={200: ReportJourney, _CSV: OpenApiResponse(OpenApiTypes.STR)},
+        responses={
+            200: ReportJourney,
+            _CSV: OpenApiResponse(OpenApiTypes.STR),
+            404: OpenApiResponse(description="No journey with this slug."),
+        },
         summary="A journey's funnel per step, with drop-off",
         description=_DESCRIPTION + " Steps: enrollments entering each step in the range and "
         "the share of the previous step's lost.",
     )
     def get(self, request: Request, slug: str) -> Any:
+        if not Journey.objects.filter(slug=slug).exists():
+            raise exceptions.NotFound(f"There is no journey {slug!r}.")
         return self._respond(request, {"journey": slug})
 
 

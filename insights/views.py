@@ -63,8 +63,15 @@ def reports_page(request: HttpRequest, report: str = "channels") -> HttpResponse
             "rows": rows,
             "csv_url": reverse("touchline-reports-csv", args=[report]) + _qs(params),
         }
+    # Opening the journey or link tab before choosing what to report on is not a bad query.
+    choosing = (
+        not valid
+        and set(query.errors) == {"journey"}
+        and not any(request.GET.get(k) for k in ("journey", "broadcast", "template"))
+    )
+    context["choosing"] = choosing
     response = render(request, "admin/insights/reports.html", context)
-    if not valid:
+    if not valid and not choosing:
         response.status_code = 400
     return response
 

@@ -78,6 +78,18 @@ def test_support_is_refused_and_anonymous_sent_to_login(as_role, client):
     assert not AuditEntry.objects.exists()
 
 
+def test_the_journey_tab_first_asks_for_a_journey(as_role):
+    w.journey()
+    client = as_role("Marketing")
+    page = client.get("/admin/touchline/reports/journeys/", RANGE)
+    assert page.status_code == 200 and 'id="reports-choose"' in page.content.decode()
+    assert 'id="reports-table"' not in page.content.decode()
+    chosen = client.get("/admin/touchline/reports/journeys/", {**RANGE, "journey": "welcome"})
+    assert chosen.status_code == 200 and "<td>offer</td>" in chosen.content.decode()
+    bad = client.get("/admin/touchline/reports/journeys/", {"start": "x"})
+    assert bad.status_code == 400
+
+
 def test_unknown_report_is_a_404(as_role):
     assert as_role("Marketing").get("/admin/touchline/reports/nope/").status_code == 404
 

@@ -45,6 +45,7 @@ def _csv(response) -> list[list[str]]:
     ],
 )
 def test_every_report_needs_the_reports_scope(url):
+    w.journey()
     refused = _client("broadcasts:read", "journeys:read", "messages:read").get(url)
     assert refused.status_code == 403
     assert "reports:read" in refused.json()["errors"][0]["detail"]
@@ -77,6 +78,11 @@ def test_channel_report_json_and_csv():
     assert rows[0][header.index("clicked")] == "1" and rows[0][-1] == "9.99"
     entry = AuditEntry.objects.get(action="export")
     assert entry.object_type == "insights.report" and entry.object_id == "channels"
+
+
+def test_an_unknown_journey_is_a_404():
+    response = _client("reports:read").get("/api/v1/reports/journeys/nope/", RANGE)
+    assert response.status_code == 404
 
 
 def test_accept_header_also_gives_csv():
