@@ -185,7 +185,12 @@ def _flags() -> dict[str, Any]:
         # or names a reply to it (STOP texted back).
         "_unsubscribed": Exists(touch.filter(kind=TouchpointKind.UNSUBSCRIBED))
         | Exists(unsubscribed.filter(message_id=OuterRef("pk")))
-        | Exists(unsubscribed.filter(message__in_reply_to_id=OuterRef("pk"))),
+        # (driven from the replies' index: a message has few replies)
+        | Exists(
+            Message.objects.filter(in_reply_to_id=OuterRef("pk")).filter(
+                Exists(unsubscribed.filter(message_id=OuterRef("pk")))
+            )
+        ),
         "_converted": Exists(Conversion.objects.filter(message_id=OuterRef("pk"))),
     }
 
