@@ -47,6 +47,8 @@ class Conversion(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
+        # Reports (insights/reports.py) read conversions among everything else.
+        permissions = [("view_reports", "Can view reports and download them as CSV")]
         indexes = [
             models.Index(fields=["journey", "occurred_at"], name="conversion_journey"),
             models.Index(fields=["broadcast", "occurred_at"], name="conversion_broadcast"),

@@ -51,6 +51,8 @@ GROUPS: dict[str, list[str]] = {
         "audiences.change_contactimport",
         "audiences.view_contactimport",
         "audiences.export_contacts",
+        # reports (insights): funnels, links, drop-off, and their CSV downloads
+        "insights.view_reports",
     ],
     # the inbox and contacts
     "Support": [
@@ -93,7 +95,8 @@ GROUPS: dict[str, list[str]] = {
             "campaigns": ["broadcast", "broadcastrecipient"],
         }.items()
         for model in models
-    ],
+    ]
+    + ["insights.view_reports"],
 }
 
 

@@ -41,6 +41,7 @@ ALL_SCOPES = (
     "broadcasts:write",
     "broadcasts:transactional",
     "webhooks:manage",
+    "reports:read",
 )
 KEYWORD = "Api-Key"
 logger = logging.getLogger(__name__)

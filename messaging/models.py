@@ -299,6 +299,12 @@ class Message(models.Model):
                 name="message_received_time",
                 condition=models.Q(direction="outbound", status__in=["sent", "delivered", "read"]),
             ),
+            # Reports (insights/reports.py) select outbound messages by when they were made.
+            models.Index(
+                fields=["created_at"],
+                name="message_outbound_made",
+                condition=models.Q(direction="outbound"),
+            ),
             models.Index(
                 fields=["received_at"],
                 name="message_reply_time",

@@ -454,6 +454,29 @@ STAFF_URLS: list[UrlCase] = [
     UrlCase("touchline-dashboard-data", "get", _no_args, ALL),
     UrlCase("touchline-journey-dashboard", "get", lambda w: [w.active_journey.pk], ALL),
     UrlCase("touchline-journey-dashboard-data", "get", lambda w: [w.active_journey.pk], ALL),
+    # Reports (insights.view_reports: Marketing and Viewer): reading changes nothing; a CSV
+    # download is an audited export.
+    *(
+        UrlCase(
+            "touchline-reports",
+            "get",
+            lambda w, report=report: [report],
+            {"viewer", "marketing", "superuser"},
+            data=lambda w: {"journey": w.active_journey.slug},
+            changes_nothing=True,
+        )
+        for report in ("channels", "journeys")
+    ),
+    UrlCase(
+        "touchline-reports-csv",
+        "get",
+        lambda w: ["links"],
+        {"viewer", "marketing", "superuser"},
+        data=lambda w: {"journey": w.active_journey.slug},
+        effect=lambda w: AuditEntry.objects.filter(
+            action="export", object_type="insights.report"
+        ).exists(),
+    ),
     # The segment builder's live count: read-only, for everyone who sees segments.
     UrlCase(
         "admin:audiences_segment_preview",
@@ -630,7 +653,7 @@ def test_staff_url(client, world, simulator, django_capture_on_commit_callbacks,
         before = snapshot()
         with django_capture_on_commit_callbacks(execute=True):
             if case.method == "get":
-                response = client.get(url)
+                response = client.get(url, data)
             elif case.json:
                 response = client.post(url, json.dumps(data), content_type="application/json")
             else:
