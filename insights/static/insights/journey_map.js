@@ -28,7 +28,7 @@
     ["conversions", "conversions"],
     ["dropped", "dropped"],
   ];
-  const WIDTH = 230;
+  const WIDTH = 240;
   const LINE = 16;
 
   function el(name, attrs, text) {
@@ -36,6 +36,10 @@
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  function clip(text, length) {
+    return text.length > length ? `${text.slice(0, length - 1)}…` : text;
   }
 
   function percent(share) {
@@ -74,7 +78,8 @@
     g.appendChild(el("text", { x: 10, y: 17, class: "journey-map-title" }, node.label));
     g.appendChild(el("title", {}, `${kind.name}: ${node.label}`));
     let y = 40;
-    g.appendChild(el("text", { x: 10, y, class: "journey-map-detail" }, node.detail.slice(0, 38)));
+    g.appendChild(el("text", { x: 10, y, class: "journey-map-detail" }, clip(node.detail, 40)));
+    g.lastChild.appendChild(el("title", {}, node.detail));
     for (const line of countLines(node)) {
       y += LINE;
       g.appendChild(el("text", { x: 10, y, class: "journey-map-count", "data-count": line.key }, line.text));
@@ -82,7 +87,7 @@
     const channels = channelLine(node);
     if (channels) {
       y += LINE;
-      g.appendChild(el("text", { x: 10, y, class: "journey-map-detail", "data-channels": "" }, channels.slice(0, 40)));
+      g.appendChild(el("text", { x: 10, y, class: "journey-map-detail", "data-channels": "" }, clip(channels, 40)));
     }
     group.appendChild(g);
   }
@@ -121,10 +126,10 @@
     }
     dagre.layout(graph);
     const size = graph.graph();
+    // Shrinks to the page's width (never grows past its natural size); the text scales with it.
     const svg = el("svg", {
       class: "journey-map-svg",
-      width: Math.ceil(size.width),
-      height: Math.ceil(size.height),
+      style: `max-width: ${Math.ceil(size.width)}px`,
       viewBox: `0 0 ${Math.ceil(size.width)} ${Math.ceil(size.height)}`,
       role: "img",
       "aria-label": `Journey map of ${data.journey.name}`,
