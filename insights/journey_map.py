@@ -113,7 +113,7 @@ def _describe(step: Step) -> str:
     if step.kind == "branch":
         return f"{len(config.get('rules') or [])} rule(s), otherwise the default"
     if step.kind == "split":
-        variants = config.get("variants") or []
+        variants = [v for v in config.get("variants") or [] if isinstance(v, dict)]
         return " / ".join(f"{v.get('key', '?')} {v.get('weight', '?')}%" for v in variants)
     if step.kind == "exit":
         return f"Exit: {config.get('reason') or 'leaves the journey'}"
@@ -136,7 +136,7 @@ def _exits(step: Step, following: str) -> list[tuple[str, str, str]]:
     if step.kind == "exit":
         return []
     if step.kind == "branch":
-        rules = config.get("rules") or []
+        rules = [r for r in config.get("rules") or [] if isinstance(r, dict)]
         out = [(r.get("goto") or following, _rule_label(i, r), "rule") for i, r in enumerate(rules)]
         return [*out, (config.get("default") or following, "otherwise", "default")]
     if step.kind == "split":

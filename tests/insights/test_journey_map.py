@@ -298,6 +298,22 @@ def test_split_variants_to_one_place_merge_and_empty_gotos_fall_through():
     assert all(e["count"] == 0 and e["share"] is None for e in data["edges"])
 
 
+def test_malformed_configs_draw_what_they_can():
+    journey = Journey.objects.create(name="J", slug="j", trigger_event="x")
+    Step.objects.create(
+        journey=journey, position=0, key="br", kind="branch", config={"rules": ["junk", 3]}
+    )
+    Step.objects.create(
+        journey=journey, position=1, key="ab", kind="split", config={"variants": ["junk"]}
+    )
+    data = journey_map(journey, start=today(), end=today())
+    assert {(e["source"], e["target"]) for e in data["edges"]} == {
+        ("entry", "step:br"),
+        ("step:br", "step:ab"),
+    }
+    assert by_id(data)["step:ab"]["detail"] == ""
+
+
 def test_counts_and_shares_from_the_actual_paths(world):
     journey, _, _ = world
     data = journey_map(journey, start=today(29), end=today())
