@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/touchline/", include("messaging.inbox_urls")),
     path("admin/touchline/", include("journeys.staff_urls")),
     path("admin/touchline/", include("insights.urls_staff")),
+    path("admin/touchline/", include("insights.map_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("messaging.urls")),
     path("api/v1/", include("audiences.urls")),

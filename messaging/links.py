@@ -196,6 +196,19 @@ def _utm_target(url: str, *, channel: str, campaign: str, content: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+CLICK_FIELDS = (
+    "url",
+    "message",
+    "message__contact_id",
+    "message__channel",
+    "message__sent_at",
+    "message__delivered_at",
+    "message__metadata",
+    "message__template",
+    "message__template__slug",
+)
+
+
 def link_click(*, token: str, method: str, user_agent: str):
     """Record a click on a tracked link and return the URL to redirect to, or None for an
     unknown or forged token. One indexed read, one insert. A person's click is a `clicked`
@@ -214,6 +227,8 @@ def link_click(*, token: str, method: str, user_agent: str):
         return None
     link = (
         TrackedLink.objects.select_related("message", "message__template")
+        # Only what a click needs: never the message's bodies.
+        .only(*CLICK_FIELDS)
         .filter(pk=link_id)
         .first()
     )

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from ..models import Direction, Touchpoint
@@ -45,6 +46,18 @@ def touchpoint_record(
 
 
 def touchpoints_write(rows: list[Touchpoint]) -> None:
-    """Insert timeline entries in one statement; repeated dedupe keys write nothing."""
-    if rows:
+    """Insert timeline entries in one statement; repeated dedupe keys write nothing.
+
+    One row is inserted without bulk_create's transaction: outside a transaction (a link
+    click) that saves the BEGIN and COMMIT round trips, and a single INSERT … ON CONFLICT DO
+    NOTHING is atomic by itself, so nothing else changes."""
+    if len(rows) == 1:
+        _insert_one(rows[0])
+    elif rows:
         Touchpoint.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _insert_one(row: Touchpoint) -> None:
+    opts = Touchpoint._meta
+    fields = [f for f in opts.concrete_fields if f is not opts.auto_field and not f.generated]
+    Touchpoint._base_manager._insert([row], fields=fields, on_conflict=OnConflict.IGNORE)

@@ -477,6 +477,9 @@ STAFF_URLS: list[UrlCase] = [
             action="export", object_type="insights.report"
         ).exists(),
     ),
+    # The journey map: read-only, for whoever may view the journey's dashboard.
+    UrlCase("touchline-journey-map", "get", lambda w: [w.active_journey.pk], ALL),
+    UrlCase("touchline-journey-map-data", "get", lambda w: [w.active_journey.pk], ALL),
     # The segment builder's live count: read-only, for everyone who sees segments.
     UrlCase(
         "admin:audiences_segment_preview",
