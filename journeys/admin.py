@@ -102,6 +102,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 )
             },
         ),
+        ("Experiment", {"fields": ("holdout_percent",)}),
         ("Results", {"fields": ("stats",)}),
     )
 
@@ -131,6 +132,8 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 "exit_event",
                 "exit_match",
                 "category",
+                # Moving the control group mid-experiment would mix the groups: new version.
+                "holdout_percent",
             ]
         return readonly
 

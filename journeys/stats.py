@@ -8,6 +8,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 
 from messaging.models import Message, Touchpoint
 
+from .experiments import variant_of
 from .models import Enrollment, Journey, JourneyMessage, StepVisit, SurveyResponse
 from .surveys import nps_score
 
@@ -45,6 +46,7 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
         converted=Count("pk", filter=Q(state="converted")),
         exited=Count("pk", filter=Q(state="exited")),
         failed=Count("pk", filter=Q(state="failed")),
+        holdout=Count("pk", filter=Q(holdout=True)),
     )
     visits = dict(
         StepVisit.objects.filter(step__journey=journey)
@@ -52,6 +54,16 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
         .annotate(n=Count("enrollment_id", distinct=True))
         .values_list("step_id", "n")
     )
+    # A split step's visits per variant (the visit's outcome is "variant:<key>").
+    variants: dict[int, dict[str, int]] = {}
+    for step_id, outcome, n in (
+        StepVisit.objects.filter(step__journey=journey, step__kind="split")
+        .exclude(outcome="")
+        .values("step_id", "outcome")
+        .annotate(n=Count("enrollment_id", distinct=True))
+        .values_list("step_id", "outcome", "n")
+    ):
+        variants.setdefault(step_id, {})[variant_of(outcome)] = n
     links = JourneyMessage.objects.filter(journey=journey)
     per_step = {}
     for step_id in links.values_list("step_id", flat=True).distinct():
@@ -63,6 +75,7 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
             "position": step.position,
             "entered": visits.get(step.pk, 0),
             **per_step.get(step.pk, {}),
+            **({"variants": variants.get(step.pk, {})} if step.kind == "split" else {}),
         }
         for step in journey.steps.all()
     ]
