@@ -454,6 +454,14 @@ STAFF_URLS: list[UrlCase] = [
     UrlCase("touchline-dashboard-data", "get", _no_args, ALL),
     UrlCase("touchline-journey-dashboard", "get", lambda w: [w.active_journey.pk], ALL),
     UrlCase("touchline-journey-dashboard-data", "get", lambda w: [w.active_journey.pk], ALL),
+    # A journey's experiment results (holdout and splits): whoever may view journeys.
+    UrlCase(
+        "touchline-journey-experiment",
+        "get",
+        lambda w: [w.active_journey.pk],
+        ALL,
+        changes_nothing=True,
+    ),
     # The segment builder's live count: read-only, for everyone who sees segments.
     UrlCase(
         "admin:audiences_segment_preview",
