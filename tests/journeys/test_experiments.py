@@ -4,6 +4,7 @@ group that enters, gets nothing and completes at once)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
 import pytest
@@ -362,3 +363,33 @@ def test_the_api_shows_the_holdout_and_the_variants(api, simulator, ingest):  # 
         if not in_holdout(journey_slug=journey.slug, contact_id=c.pk, percent=10)
     }
     assert split["variants"] == expected
+
+
+def test_one_enrollment_advanced_alone_records_its_variant_too(simulator):
+    from journeys import engine
+    from journeys.services import enrollment_start
+
+    journey = ab_journey()
+    people = contacts_in_each(journey)
+    enrollment = enrollment_start(
+        journey=journey, contact=people["b"], event=None, now=dt.datetime.now(dt.UTC)
+    )
+    # The single-enrollment path writes the visit at once (no deferred batch).
+    assert engine.enrollment_advance(enrollment_id=enrollment.pk) == "completed"
+    assert StepVisit.objects.get(enrollment=enrollment, step__key="split").outcome == "variant:b"
+
+
+@pytest.mark.parametrize(("percent", "ok"), [(0, True), (50, True), (51, False)])
+def test_holdout_is_at_most_half(admin_client, percent, ok):
+    from django.core.exceptions import ValidationError
+    from django.db import IntegrityError, transaction
+
+    journey = Journey(name="H", slug="h", trigger_event="x", holdout_percent=percent)
+    if ok:
+        journey.full_clean()
+        return
+    with pytest.raises(ValidationError) as caught:
+        journey.full_clean()
+    assert "holdout_percent" in caught.value.message_dict
+    with pytest.raises(IntegrityError), transaction.atomic():
+        journey.save()
