@@ -141,6 +141,18 @@ class VariantsField(forms.Field):
         return variants
 
 
+class HoldoutPercentField(forms.IntegerField):
+    """The journey's holdout share: 0–50, an empty box meaning none (0)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(required=False, min_value=0, max_value=50)
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> int:
+        cleaned = super().clean(value)
+        return 0 if cleaned is None else cleaned
+
+
 class StepForm(forms.ModelForm):
     channel = forms.ChoiceField(choices=CHANNEL_CHOICES, required=False)
     template = forms.SlugField(required=False, help_text="Template slug (one per channel).")

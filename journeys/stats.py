@@ -9,7 +9,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from messaging.models import Message, Touchpoint
 
 from .experiments import variant_of
-from .models import Enrollment, Journey, JourneyMessage, StepVisit, SurveyResponse
+from .models import Enrollment, Journey, JourneyMessage, Step, StepVisit, SurveyResponse
 from .surveys import nps_score
 
 SENT = ("sent", "delivered", "read")
@@ -34,6 +34,16 @@ def _message_counts(queryset) -> dict[str, int]:
         opened=Count("pk", filter=Q(_opened=True)),
         clicked=Count("pk", filter=Q(_clicked=True)),
     )
+
+
+def _variant_counts(step: Step, counted: dict[int, dict[str, int]]) -> dict[str, int]:
+    """A split's visits per variant, in the step's order (0 for none yet), then any variant
+    an earlier edit of the step had."""
+    seen = counted.get(step.pk, {})
+    listed = [
+        v.get("key") for v in (step.config or {}).get("variants") or [] if isinstance(v, dict)
+    ]
+    return {str(k): seen.get(str(k), 0) for k in listed} | seen
 
 
 def journey_stats(journey: Journey) -> dict[str, Any]:
@@ -75,7 +85,7 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
             "position": step.position,
             "entered": visits.get(step.pk, 0),
             **per_step.get(step.pk, {}),
-            **({"variants": variants.get(step.pk, {})} if step.kind == "split" else {}),
+            **({"variants": _variant_counts(step, variants)} if step.kind == "split" else {}),
         }
         for step in journey.steps.all()
     ]

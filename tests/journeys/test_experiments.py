@@ -343,7 +343,12 @@ def test_the_builder_page_offers_the_split_and_the_holdout(admin_client):
 # --- Read side --------------------------------------------------------------------------
 
 
-def test_the_api_shows_the_holdout_and_the_variants(api, simulator, ingest):  # noqa: F811
+def test_the_api_and_the_admin_show_the_holdout_and_the_variants(
+    api,
+    admin_client,
+    simulator,
+    ingest,  # noqa: F811
+):
     journey = ab_journey(holdout_percent=10)
     people = contacts_in_each(journey)
     for contact in people.values():
@@ -358,11 +363,14 @@ def test_the_api_shows_the_holdout_and_the_variants(api, simulator, ingest):  # 
     assert stats["enrollments"]["holdout"] == held_out
     [split] = [s for s in stats["steps"] if s["key"] == "split"]
     expected = {
-        key: 1
-        for key, c in people.items()
-        if not in_holdout(journey_slug=journey.slug, contact_id=c.pk, percent=10)
+        key: 0 if in_holdout(journey_slug=journey.slug, contact_id=c.pk, percent=10) else 1
+        for key, c in sorted(people.items())
     }
     assert split["variants"] == expected
+    html = admin_client.get(f"/admin/journeys/journey/{journey.pk}/change/").content.decode()
+    assert f"held out {held_out}" in html
+    cell = ", ".join(f"{k}: {n}" for k, n in expected.items())
+    assert f"<td>split ({cell})</td>" in html
 
 
 def test_one_enrollment_advanced_alone_records_its_variant_too(simulator):
@@ -393,3 +401,18 @@ def test_holdout_is_at_most_half(admin_client, percent, ok):
     assert "holdout_percent" in caught.value.message_dict
     with pytest.raises(IntegrityError), transaction.atomic():
         journey.save()
+
+
+@pytest.mark.parametrize(("value", "saved"), [("20", 20), ("", 0), ("60", None), ("-1", None)])
+def test_the_journey_page_takes_a_holdout_of_zero_to_fifty(admin_client, value, saved):
+    from tests.journeys.test_segment_triggers import _journey_post
+
+    post = _journey_post(trigger_event="order.completed", holdout_percent=value)
+    response = admin_client.post("/admin/journeys/journey/add/", post)
+    if saved is None:
+        assert response.status_code == 200
+        assert "holdout_percent" in response.context["adminform"].form.errors
+        assert not Journey.objects.filter(slug="welcome-vips").exists()
+    else:
+        assert response.status_code == 302
+        assert Journey.objects.get(slug="welcome-vips").holdout_percent == saved
