@@ -17,7 +17,7 @@ from messaging.models import Contact
 
 from . import services
 from .dryrun import dry_run
-from .forms import KIND_FIELDS, DryRunForm, StepForm
+from .forms import KIND_FIELDS, DryRunForm, HoldoutPercentField, StepForm
 from .models import Enrollment, Event, Journey, Step, SurveyResponse
 from .stats import journey_stats
 from .trigger_form import JourneyForm
@@ -102,11 +102,18 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 )
             },
         ),
+        ("Experiment", {"fields": ("holdout_percent",)}),
         ("Results", {"fields": ("stats",)}),
     )
 
     class Media:
         js = ("journeys/step_form.js",)
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "holdout_percent":
+            # Left empty (or absent from an older form) means no holdout, not an error.
+            return HoldoutPercentField(label="Holdout (%)", initial=0, help_text=db_field.help_text)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Journey | None = None):
         if not _is_live(obj):
@@ -131,6 +138,8 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 "exit_event",
                 "exit_match",
                 "category",
+                # Moving the control group mid-experiment would mix the groups: new version.
+                "holdout_percent",
             ]
         return readonly
 
@@ -162,7 +171,10 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             (
                 (
                     s["key"],
-                    s["kind"],
+                    # A split's kind cell also counts its variants: "split (a: 40, b: 38)".
+                    f"{s['kind']} ({', '.join(f'{k}: {n}' for k, n in s['variants'].items())})"
+                    if s.get("variants")
+                    else s["kind"],
                     s["entered"],
                     s.get("sent", ""),
                     s.get("delivered", ""),
@@ -176,7 +188,8 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
         )
         return format_html(
             "<p>Entered {} · active {} · waiting {} · completed {} · converted {} · exited {} · "
-            "failed {}</p><p>NPS {} ({} promoters, {} passives, {} detractors, {} unanswered)"
+            "failed {} · held out {}</p>"
+            "<p>NPS {} ({} promoters, {} passives, {} detractors, {} unanswered)"
             "</p><table><thead><tr><th>Step</th><th>Kind</th><th>Entered</th><th>Sent</th>"
             "<th>Delivered</th><th>Failed</th><th>Replied</th><th>Opened</th><th>Clicked</th>"
             "</tr></thead><tbody>{}</tbody></table>",
@@ -187,6 +200,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             e["converted"],
             e["exited"],
             e["failed"],
+            e["holdout"],
             nps["score"] if nps["score"] is not None else "—",
             nps["promoters"],
             nps["passives"],

@@ -381,6 +381,7 @@ class JourneyOutput(serializers.ModelSerializer):
             "exit_event",
             "exit_match",
             "category",
+            "holdout_percent",
             "version",
             "created_at",
             "updated_at",

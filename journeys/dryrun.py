@@ -17,6 +17,7 @@ from django.utils import timezone
 from messaging.models import Contact, Message, Touchpoint
 
 from . import engine, services
+from .experiments import in_holdout
 from .keyed import matching_properties
 from .models import Enrollment, Event, Journey, JourneyMessage
 
@@ -71,6 +72,8 @@ _DESCRIBE = {
     "journey_failed": "journey failed",
     "converted": "converts (goal event)",
     "journey_paused": "paused",
+    "split_variant": "takes a split variant",
+    "journey_holdout": "held out (control group): nothing is sent",
 }
 
 
@@ -108,6 +111,9 @@ def _simulate(journey, contact, properties, replies, start, result) -> None:
         occurred_at=start,
         source=Event.Source.INTERNAL,
     )
+    holdout = in_holdout(
+        journey_slug=journey.slug, contact_id=contact.pk, percent=journey.holdout_percent
+    )
     enrollment = Enrollment.objects.create(
         journey=journey,
         contact=contact,
@@ -115,11 +121,15 @@ def _simulate(journey, contact, properties, replies, start, result) -> None:
         # every_time sidesteps the live-enrollment constraint for a contact already enrolled
         entry_policy=Journey.EntryPolicy.EVERY_TIME,
         journey_version=journey.version,
-        current_step=journey.steps.first(),
-        next_run_at=start,
+        current_step=None if holdout else journey.steps.first(),
+        next_run_at=None if holdout else start,
         context={"event": {"name": event.name, "id": event.pk, **properties}, "steps": {}},
+        holdout=holdout,
     )
     services.journey_touchpoint(enrollment, "journey_entered", occurred_at=start, dedupe="entered")
+    if holdout:
+        # As the real entry does: this contact is in the control group and gets nothing.
+        services.enrollment_hold_out(enrollment, now=start)
     clock = start
     for _ in range(MAX_ADVANCES):
         engine.enrollment_advance(enrollment_id=enrollment.pk, now=clock)
@@ -146,6 +156,8 @@ def _simulate(journey, contact, properties, replies, start, result) -> None:
             result.outcome = f"waits for {enrollment.waiting_for or 'an event'} with no timeout"
             break
         clock = max(clock, enrollment.next_run_at)
+    if enrollment.holdout:
+        result.outcome = "Held out: in the control group, this contact is sent nothing"
     result.outcome = result.outcome or enrollment.get_state_display()
     _collect(enrollment, first_touchpoint, start, result)
 
@@ -181,6 +193,8 @@ def _collect(enrollment, first_touchpoint, start, result) -> None:
             continue
         if tp.kind in _DESCRIBE:
             detail = data.get("reason") or data.get("until") or data.get("answer") or ""
+            if tp.kind == "split_variant":
+                detail = f"variant {data.get('variant')} → {data.get('goto') or 'next step'}"
             if tp.kind == "survey_answered":
                 detail = (
                     f"score {data.get('score')}"

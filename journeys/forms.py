@@ -7,10 +7,12 @@ import re
 from typing import Any
 
 from django import forms
+from django.utils.html import format_html, format_html_join
 
 from channels_app.channels import Channel
 from messaging.input_rules import validate_safe_json
 
+from .experiments import MAX_VARIANTS, variants_problems
 from .keyed import match_problems
 from .models import Step
 
@@ -34,6 +36,7 @@ KIND_FIELDS: dict[str, list[str]] = {
         "reprompt_template",
         "timeout",
     ],
+    Step.Kind.SPLIT: ["variants"],
     Step.Kind.EXIT: ["reason"],
 }
 ALL_FIELDS = sorted({f for fields in KIND_FIELDS.values() for f in fields})
@@ -63,6 +66,91 @@ def format_duration(seconds: int | None) -> str:
             count, seconds = divmod(seconds, size)
             parts.append(f"{count}{unit}")
     return " ".join(parts)
+
+
+class VariantsWidget(forms.Widget):
+    """A split's variants as rows of key / weight / go-to-step inputs (MAX_VARIANTS rows; the
+    step form's JS shows the filled ones and an "Add a variant" button), so nobody writes
+    JSON. Posts as `<name>_key_<i>`, `<name>_weight_<i>`, `<name>_goto_<i>`."""
+
+    PARTS = ("key", "weight", "goto")
+
+    def value_from_datadict(self, data, files, name: str) -> list[dict[str, str]]:
+        return [
+            {part: str(data.get(f"{name}_{part}_{i}", "")).strip() for part in self.PARTS}
+            for i in range(MAX_VARIANTS)
+        ]
+
+    def value_omitted_from_data(self, data, files, name: str) -> bool:
+        return not any(f"{name}_{part}_0" in data for part in self.PARTS)
+
+    def render(self, name: str, value: Any, attrs: dict | None = None, renderer=None) -> str:
+        rows = list(value or []) if isinstance(value, list) else []
+        rows += [{}] * (MAX_VARIANTS - len(rows))
+        placeholders = {"key": ("a", "b", "c", "d", "e"), "weight": ("50",) * 2 + ("",) * 3}
+
+        def cell(i: int, part: str, row: dict[str, Any]) -> str:
+            size = {"key": 10, "weight": 4, "goto": 16}[part]
+            hint = placeholders.get(part, ("",) * MAX_VARIANTS)[i] if part != "goto" else ""
+            return format_html(
+                '<td><input type="text" name="{}_{}_{}" value="{}" size="{}" placeholder="{}" '
+                'class="split-variant-{}" aria-label="Variant {} {}"></td>',
+                name,
+                part,
+                i,
+                "" if row.get(part) is None else row.get(part),
+                size,
+                hint,
+                part,
+                i + 1,
+                part,
+            )
+
+        body = format_html_join(
+            "",
+            '<tr class="split-variant-row">{}{}{}</tr>',
+            (
+                (cell(i, "key", r), cell(i, "weight", r), cell(i, "goto", r))
+                for i, r in enumerate(rows)
+            ),
+        )
+        return format_html(
+            '<table class="split-variants" data-max="{}"><thead><tr><th>Variant</th>'
+            "<th>Weight</th><th>Then go to step</th></tr></thead><tbody>{}</tbody></table>",
+            MAX_VARIANTS,
+            body,
+        )
+
+
+class VariantsField(forms.Field):
+    widget = VariantsWidget
+
+    def to_python(self, value: Any) -> list[dict[str, Any]]:
+        """The filled rows, weights as integers where they are numbers (the step form's clean
+        reports what is wrong, only for a split step)."""
+        variants = []
+        for row in value or []:
+            if not isinstance(row, dict) or not any(row.values()):
+                continue
+            weight: Any = row.get("weight", "")
+            if isinstance(weight, str) and weight.isdigit():
+                weight = int(weight)
+            variants.append(
+                {"key": row.get("key", ""), "weight": weight, "goto": row.get("goto", "")}
+            )
+        return variants
+
+
+class HoldoutPercentField(forms.IntegerField):
+    """The journey's holdout share: 0–50, an empty box meaning none (0)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(required=False, min_value=0, max_value=50)
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> int:
+        cleaned = super().clean(value)
+        return 0 if cleaned is None else cleaned
 
 
 class StepForm(forms.ModelForm):
@@ -98,6 +186,12 @@ class StepForm(forms.ModelForm):
     )
     choices = forms.CharField(required=False, help_text="Comma-separated, for a choice survey.")
     reprompt_template = forms.SlugField(required=False, help_text="Asked once if not understood.")
+    variants = VariantsField(
+        required=False,
+        help_text="2 to 5 variants. A contact always takes the same variant; the weights "
+        "share them out (50/50, or 90/10 to try something on a few). Go to a step key, or "
+        "“end”.",
+    )
     reason = forms.CharField(required=False, max_length=200)
 
     class Meta:
@@ -124,6 +218,7 @@ class StepForm(forms.ModelForm):
             "choices": ", ".join(config.get("choices", [])),
             "reprompt_template": config.get("reprompt_template", ""),
             "reason": config.get("reason", ""),
+            "variants": config.get("variants") or [],
         }
         for name, value in initial.items():
             self.fields[name].initial = value
@@ -175,6 +270,10 @@ class StepForm(forms.ModelForm):
                 config["rules"] = self._rules(data.get("rules", ""))
                 if data.get("default"):
                     config["default"] = data["default"]
+            if kind == Step.Kind.SPLIT:
+                config["variants"] = data.get("variants") or []
+                for problem in variants_problems(config["variants"]):
+                    self.add_error("variants", problem)
             if kind == Step.Kind.EXIT and data.get("reason"):
                 config["reason"] = data["reason"]
         except forms.ValidationError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -122,6 +123,13 @@ class Journey(ConversionSettings):
     frequency_cap_action = models.CharField(
         max_length=8, choices=CapAction.choices, default=CapAction.HOLD
     )
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(50)],
+        help_text="Hold out this share of contacts (0–50 %) as a control group: they enter, "
+        "get nothing and complete at once, so the experiment page can compare them with the "
+        "contacts who got the journey. The same contact is always in the same group.",
+    )
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -133,6 +141,9 @@ class Journey(ConversionSettings):
             # Editing a live journey makes a new version; only one version of it runs.
             models.UniqueConstraint(
                 fields=["slug"], condition=Q(status="active"), name="journey_one_active_version"
+            ),
+            models.CheckConstraint(
+                condition=Q(holdout_percent__lte=50), name="journey_holdout_at_most_half"
             ),
         ]
 
@@ -147,6 +158,7 @@ class Step(models.Model):
         WAIT_FOR_EVENT = "wait_for_event", "Wait for an event"
         BRANCH = "branch", "Branch"
         SURVEY = "survey", "Survey question"
+        SPLIT = "split", "A/B split"
         EXIT = "exit", "Exit"
 
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
@@ -202,6 +214,8 @@ class Enrollment(models.Model):
     )
     context = models.JSONField(default=dict, blank=True)
     exit_reason = models.CharField(max_length=255, blank=True)
+    # In the journey's control group (holdout_percent): entered, sent nothing, completed.
+    holdout = models.BooleanField(default=False)
     entered_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -223,6 +237,8 @@ class Enrollment(models.Model):
                 name="enrollment_waiting",
                 condition=Q(state="waiting"),
             ),
+            # Experiment results: a journey's enrollments by time of entry.
+            models.Index(fields=["journey", "entered_at"], name="enrollment_journey_entered"),
         ]
         constraints = [
             # The guarantee behind entry policies; code checks are only a courtesy.

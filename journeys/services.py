@@ -17,6 +17,7 @@ from messaging.services import idempotent_replay, touchpoint_record
 from .conditions import filter_matches
 from .ending import enrollment_end, journey_touchpoint
 from .event_effects import _convert, _exit, _wake
+from .experiments import in_holdout
 from .keyed import entry_key_value
 from .models import Enrollment, Event, Journey, Step
 from .selectors import journey_events_in_use, unmatched_event_warning
@@ -56,6 +57,9 @@ def enrollment_start(
         "event": {"name": event.name, "id": event.pk, **(event.properties or {})} if event else {},
         "steps": {},
     }
+    holdout = in_holdout(
+        journey_slug=journey.slug, contact_id=contact.pk, percent=journey.holdout_percent
+    )
     try:
         with transaction.atomic():
             enrollment = Enrollment.objects.create(
@@ -66,9 +70,10 @@ def enrollment_start(
                 entry_key_value=key_value,
                 journey_version=journey.version,
                 state=Enrollment.State.ACTIVE,
-                current_step=steps[0] if steps else None,
-                next_run_at=now,
+                current_step=None if holdout else (steps[0] if steps else None),
+                next_run_at=None if holdout else now,
                 context=context,
+                holdout=holdout,
             )
     except IntegrityError:
         # A concurrent event enrolled the contact first: the constraint is the guarantee.
@@ -76,11 +81,30 @@ def enrollment_start(
     journey_touchpoint(
         enrollment,
         "journey_entered",
-        data={"event": event.name if event else "", "version": journey.version},
+        data={"event": event.name if event else "", "version": journey.version}
+        | ({"holdout": True} if holdout else {}),
         dedupe="entered",
         occurred_at=now,
     )
+    if holdout:
+        enrollment_hold_out(enrollment, now=now)
     return enrollment
+
+
+def enrollment_hold_out(enrollment: Enrollment, *, now: dt.datetime) -> None:
+    """The control group of the journey's holdout: nothing is sent; the enrollment completes
+    at once (exit_reason "holdout"), with a touchpoint saying why."""
+    journey_touchpoint(
+        enrollment,
+        "journey_holdout",
+        data={
+            "reason": "in the journey's control group (holdout): nothing is sent",
+            "holdout_percent": enrollment.journey.holdout_percent,
+        },
+        dedupe="holdout",
+        occurred_at=now,
+    )
+    enrollment_end(enrollment, state=Enrollment.State.COMPLETED, reason="holdout", now=now)
 
 
 def kick(enrollment_ids: list[int]) -> None:
@@ -424,6 +448,7 @@ def journey_copy(*, journey: Journey, slug: str | None = None, name: str | None 
             quiet_hours_start=journey.quiet_hours_start,
             quiet_hours_end=journey.quiet_hours_end,
             frequency_cap_action=journey.frequency_cap_action,
+            holdout_percent=journey.holdout_percent,
             version=version,
         )
         Step.objects.bulk_create(

@@ -8,7 +8,8 @@ from django.db.models import Count, Exists, OuterRef, Q
 
 from messaging.models import Message, Touchpoint
 
-from .models import Enrollment, Journey, JourneyMessage, StepVisit, SurveyResponse
+from .experiments import variant_of
+from .models import Enrollment, Journey, JourneyMessage, Step, StepVisit, SurveyResponse
 from .surveys import nps_score
 
 SENT = ("sent", "delivered", "read")
@@ -35,6 +36,16 @@ def _message_counts(queryset) -> dict[str, int]:
     )
 
 
+def _variant_counts(step: Step, counted: dict[int, dict[str, int]]) -> dict[str, int]:
+    """A split's visits per variant, in the step's order (0 for none yet), then any variant
+    an earlier edit of the step had."""
+    seen = counted.get(step.pk, {})
+    listed = [
+        v.get("key") for v in (step.config or {}).get("variants") or [] if isinstance(v, dict)
+    ]
+    return {str(k): seen.get(str(k), 0) for k in listed} | seen
+
+
 def journey_stats(journey: Journey) -> dict[str, Any]:
     """Enrollment states, a funnel per step with message outcomes, and NPS."""
     enrollments = Enrollment.objects.filter(journey=journey).aggregate(
@@ -45,6 +56,7 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
         converted=Count("pk", filter=Q(state="converted")),
         exited=Count("pk", filter=Q(state="exited")),
         failed=Count("pk", filter=Q(state="failed")),
+        holdout=Count("pk", filter=Q(holdout=True)),
     )
     visits = dict(
         StepVisit.objects.filter(step__journey=journey)
@@ -52,6 +64,16 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
         .annotate(n=Count("enrollment_id", distinct=True))
         .values_list("step_id", "n")
     )
+    # A split step's visits per variant (the visit's outcome is "variant:<key>").
+    variants: dict[int, dict[str, int]] = {}
+    for step_id, outcome, n in (
+        StepVisit.objects.filter(step__journey=journey, step__kind="split")
+        .exclude(outcome="")
+        .values("step_id", "outcome")
+        .annotate(n=Count("enrollment_id", distinct=True))
+        .values_list("step_id", "outcome", "n")
+    ):
+        variants.setdefault(step_id, {})[variant_of(outcome)] = n
     links = JourneyMessage.objects.filter(journey=journey)
     per_step = {}
     for step_id in links.values_list("step_id", flat=True).distinct():
@@ -63,6 +85,7 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
             "position": step.position,
             "entered": visits.get(step.pk, 0),
             **per_step.get(step.pk, {}),
+            **({"variants": _variant_counts(step, variants)} if step.kind == "split" else {}),
         }
         for step in journey.steps.all()
     ]

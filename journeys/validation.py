@@ -8,6 +8,7 @@ from typing import Any
 from channels_app.channels import Channel
 from messaging.models import Template
 
+from .experiments import variants_problems
 from .keyed import entry_key_problems, match_problems
 from .models import Journey, Step
 from .segment_triggers import segment_trigger_problems
@@ -37,6 +38,10 @@ def _targets(step: Step) -> list[str]:
         return [r.get("goto", "") for r in config.get("rules", [])] + [config.get("default", "")]
     if step.kind == Step.Kind.WAIT_FOR_EVENT:
         return [config.get("on_event", ""), config.get("on_timeout", "")]
+    if step.kind == Step.Kind.SPLIT:
+        variants = config.get("variants")
+        if isinstance(variants, list):
+            return [str(v.get("goto") or "") for v in variants if isinstance(v, dict)]
     return []
 
 
@@ -46,7 +51,7 @@ def _successors(step: Step, steps: list[Step]) -> set[str]:
     if step.kind == Step.Kind.EXIT:
         return set()
     default = step.next_step or following
-    if step.kind == Step.Kind.BRANCH:
+    if step.kind in (Step.Kind.BRANCH, Step.Kind.SPLIT):
         return {t or following for t in _targets(step)}
     if step.kind == Step.Kind.WAIT_FOR_EVENT:
         return {t or default for t in _targets(step)}
@@ -98,6 +103,8 @@ def step_problems(step: Step, keys: set[str], templates: set[tuple[str, str]]) -
         if "timeout_seconds" in config and not _positive(config["timeout_seconds"]):
             problems.append(f"{where} needs a positive timeout.")
         problems.extend(match_problems(config.get("match"), where))
+    elif step.kind == Step.Kind.SPLIT:
+        problems.extend(f"{where}: {p}" for p in variants_problems(config.get("variants")))
     return problems
 
 

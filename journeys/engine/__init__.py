@@ -12,7 +12,7 @@ A package of cohesive modules; every name is re-exported here, so callers keep w
 
 - run: `Run` (one advance's working state), the handlers' results, deferred batch writes
 - sending: the send step; `send_on_first_allowed_channel` (also surveys and fallbacks)
-- steps: waits, branches, exits
+- steps: waits, branches, A/B splits, exits
 - survey: the survey step
 - loop: the step loop and `enrollment_advance`
 - batch: `enrollments_advance`, `enrollments_claim_due`, `run_due`

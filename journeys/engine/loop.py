@@ -15,7 +15,7 @@ from .. import services
 from ..models import Enrollment, Step, StepVisit
 from .run import Continue, End, Run, Wait
 from .sending import _send
-from .steps import _branch, _exit, _wait, _wait_for_event
+from .steps import _branch, _exit, _split, _wait, _wait_for_event
 from .survey import _survey
 
 # The package's logger: log lines keep the name they had before it was split.
@@ -32,6 +32,7 @@ HANDLERS = {
     Step.Kind.WAIT_FOR_EVENT: _wait_for_event,
     Step.Kind.BRANCH: _branch,
     Step.Kind.SURVEY: _survey,
+    Step.Kind.SPLIT: _split,
     Step.Kind.EXIT: _exit,
 }
 
@@ -40,6 +41,7 @@ def _enter(run: Run, step: Step) -> dict[str, Any]:
     state = {"key": step.key, "started_at": run.now.isoformat()}
     run.enrollment.context["step"] = state
     visit = StepVisit(enrollment=run.enrollment, step=step, entered_at=run.now)
+    run.visit = visit
     if run.deferred:
         run.deferred.visits.append(visit)
     else:

@@ -106,6 +106,8 @@ class Run:
     now: dt.datetime
     deferred: Deferred | None = None
     by_key: dict[str, Step] = field(init=False)
+    # The visit `_enter` wrote last (a split step records its variant on it).
+    visit: StepVisit | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.by_key = {s.key: s for s in self.steps}
@@ -127,6 +129,18 @@ class Run:
             **self.enrollment.context.get("steps", {}).get(step.key, {}),
             **values,
         }
+
+    def visit_outcome(self, step: Step, outcome: str) -> None:
+        """Record the outcome on this step's visit (deferred: before it is written)."""
+        visit = self.visit
+        if visit is None or visit.step_id != step.pk:
+            StepVisit.objects.filter(enrollment=self.enrollment, step=step, outcome="").update(
+                outcome=outcome
+            )
+            return
+        visit.outcome = outcome
+        if visit.pk is not None:
+            StepVisit.objects.filter(pk=visit.pk).update(outcome=outcome)
 
     def touch(self, kind: str, step: Step | None, dedupe: str | None = None, **data: Any) -> None:
         services.journey_touchpoint(

@@ -1,4 +1,4 @@
-"""The simple step kinds: waits, branches, exits."""
+"""The simple step kinds: waits, branches, A/B splits, exits."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from messaging.rendering import contact_context
 
 from ..conditions import first_match
+from ..experiments import VARIANT_OUTCOME, split_variant
 from ..keyed import event_matches
 from ..models import Enrollment, Step
 from .run import Continue, End, Run, Wait, _parse_time
@@ -85,6 +86,22 @@ def _branch(run: Run, step: Step, state: dict[str, Any]) -> Continue:
     chosen = target or step.config.get("default", "")
     run.output(step, outcome=chosen or "next")
     return Continue(chosen)
+
+
+def _split(run: Run, step: Step, state: dict[str, Any]) -> Continue:
+    """Send the contact down its variant (the same one on every enrollment and version), and
+    record it: the visit's outcome "variant:<key>", `steps.<key>.variant` in the context."""
+    variant = split_variant(
+        journey_slug=run.journey.slug,
+        step_key=step.key,
+        contact_id=run.enrollment.contact_id,
+        variants=step.config.get("variants") or [],
+    )
+    key, goto = str(variant["key"]), variant.get("goto") or ""
+    run.output(step, outcome=VARIANT_OUTCOME + key, variant=key)
+    run.visit_outcome(step, VARIANT_OUTCOME + key)
+    run.touch("split_variant", step, dedupe=f"{step.pk}:variant", variant=key, goto=goto)
+    return Continue(goto)
 
 
 def _exit(run: Run, step: Step, state: dict[str, Any]) -> End:

@@ -480,6 +480,14 @@ STAFF_URLS: list[UrlCase] = [
     # The journey map: read-only, for whoever may view the journey's dashboard.
     UrlCase("touchline-journey-map", "get", lambda w: [w.active_journey.pk], ALL),
     UrlCase("touchline-journey-map-data", "get", lambda w: [w.active_journey.pk], ALL),
+    # A journey's experiment results (holdout and splits): whoever may view journeys.
+    UrlCase(
+        "touchline-journey-experiment",
+        "get",
+        lambda w: [w.active_journey.pk],
+        ALL,
+        changes_nothing=True,
+    ),
     # The segment builder's live count: read-only, for everyone who sees segments.
     UrlCase(
         "admin:audiences_segment_preview",
