@@ -93,6 +93,7 @@ class BroadcastForm(forms.ModelForm):
             "template_slug",
             "channel_order",
             "category",
+            "topic",
             "send_mode",
             "send_at",
             "local_send_date",

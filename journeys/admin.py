@@ -97,6 +97,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             {
                 "fields": (
                     "category",
+                    "topic",
                     ("quiet_hours_start", "quiet_hours_end"),
                     "frequency_cap_action",
                 )
@@ -131,6 +132,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 "exit_event",
                 "exit_match",
                 "category",
+                "topic",
             ]
         return readonly
 
