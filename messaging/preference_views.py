@@ -97,8 +97,9 @@ def _page(request: HttpRequest, template: str, context: dict, status: int = 200)
     response = render(request, template, context, status=status)
     response["Cache-Control"] = "no-store"
     response["X-Robots-Tag"] = "noindex"
-    # The token is in the URL: never sent on to a page a link leads to.
-    response["Referrer-Policy"] = "no-referrer"
+    # The token is in the URL: never sent to another site. Not "no-referrer": browsers then
+    # send `Origin: null` with the form, which Django's CSRF check rightly refuses.
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

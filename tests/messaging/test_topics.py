@@ -442,3 +442,50 @@ def test_marketing_defines_topics_in_the_admin_and_it_is_audited(client):
     ).exists()
     listing = client.get("/admin/messaging/topic/")
     assert b"opt-in (default off)" in listing.content
+
+
+@pytest.mark.parametrize("group", ["Support", "Viewer"])
+def test_other_roles_cannot_add_or_change_topics(client, group):
+    from django.contrib.auth.models import Group, User
+
+    from audit.models import AuditEntry
+    from journeys.staff_groups import ensure_staff_groups
+
+    ensure_staff_groups()
+    news = topic()
+    user = User.objects.create_user("sam", password="pw-123456789", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    client.force_login(user)
+    assert client.get("/admin/messaging/topic/").status_code == 200  # they may read them
+    added = client.post("/admin/messaging/topic/add/", {"name": "X", "slug": "x", "position": 0})
+    changed = client.post(
+        f"/admin/messaging/topic/{news.pk}/change/",
+        {"name": "Renamed", "position": 0, "is_active": "on"},
+    )
+    assert (added.status_code, changed.status_code) == (403, 403)
+    assert list(Topic.objects.values_list("slug", "name")) == [("newsletter", "Newsletter")]
+    assert not AuditEntry.objects.exists()
+
+
+def test_the_broadcasts_api_names_a_topic(api):
+    topic("news")
+    templates()
+    segment = static_segment(people(1))
+    body = {
+        "name": "News",
+        "slug": "news-1",
+        "segments": [segment.slug],
+        "template_slug": "promo",
+        "topic": "nope",
+    }
+    refused = api.post("/api/v1/broadcasts/", body, format="json")
+    assert refused.status_code == 400
+    assert "topic" in {e["attr"] for e in refused.json()["errors"]}
+    created = api.post("/api/v1/broadcasts/", {**body, "topic": "news"}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["topic"] == "news"
+    from campaigns.models import Broadcast
+
+    assert Broadcast.objects.get(slug="news-1").topic.slug == "news"
+    cleared = api.patch("/api/v1/broadcasts/news-1/", {"topic": None}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["topic"] is None
