@@ -167,6 +167,13 @@ class ContactAdmin(admin.ModelAdmin):
         ("Record", {"fields": ("created_via", "created_at", "updated_at")}),
     )
     inlines = [ConsentInline, TopicSubscriptionInline, ConsentChangeInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Contact | None):
+        # A new contact has no topic choices yet (and its add form keeps its formsets).
+        if obj is None:
+            return [i for i in self.inlines if i is not TopicSubscriptionInline]
+        return self.inlines
+
     change_form_template = "admin/messaging/contact/change_form.html"
     show_full_result_count = False
 

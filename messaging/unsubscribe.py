@@ -80,15 +80,16 @@ def _shows(part: str, url: str) -> bool:
 def with_footer(
     *, body: str, html_body: str, url: str, preferences_url: str = ""
 ) -> tuple[str, str]:
-    """Add the footer links (unsubscribe, and "Manage preferences" when `preferences_url` is
-    given) to each part that does not show them already (a template that placed
-    `{{ unsubscribe_url }}` or `{{ preferences_url }}` itself gets no second one)."""
+    """Add the footer (the unsubscribe link, and "Manage preferences" when `preferences_url`
+    is given) to each part that does not show the unsubscribe link already: a template that
+    placed `{{ unsubscribe_url }}` itself made its own footer and gets none (nor a second
+    preferences link where it placed `{{ preferences_url }}`)."""
     links = [("Unsubscribe", url), ("Manage preferences", preferences_url)]
-    if body:
+    if body and url not in body:
         lines = [f"{label}: {link}" for label, link in links if link and link not in body]
         if lines:
             body = body.rstrip() + "\n\n--\n" + "\n".join(lines) + "\n"
-    if html_body:
+    if html_body and not _shows(html_body, url):
         anchors = [
             f'<a href="{html.escape(link)}">{label}</a>'
             for label, link in links
