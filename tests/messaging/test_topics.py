@@ -489,3 +489,14 @@ def test_the_broadcasts_api_names_a_topic(api):
     assert Broadcast.objects.get(slug="news-1").topic.slug == "news"
     cleared = api.patch("/api/v1/broadcasts/news-1/", {"topic": None}, format="json")
     assert cleared.status_code == 200 and cleared.json()["topic"] is None
+
+
+def test_a_journeys_new_version_and_copy_keep_its_topic():
+    from journeys.services import journey_copy
+
+    news = topic()
+    journey = Journey.objects.create(
+        name="N", slug="n", status="active", trigger_event="x", category="marketing", topic=news
+    )
+    assert journey_copy(journey=journey).topic == news
+    assert journey_copy(journey=journey, slug="n-copy").topic == news
