@@ -51,9 +51,13 @@ class Choice:
 
 
 def _channels(contact: Contact) -> list[str]:
-    have = {Channel.EMAIL: contact.email, Channel.SMS: contact.phone}
-    have[Channel.WHATSAPP] = contact.whatsapp
-    return [c for c in (Channel.EMAIL, Channel.SMS, Channel.WHATSAPP) if have[c]]
+    """The channels the contact has an address of their own on (WhatsApp: its own number)."""
+    have = {
+        Channel.EMAIL: contact.email,
+        Channel.SMS: contact.phone,
+        Channel.WHATSAPP: contact.whatsapp,
+    }
+    return [channel for channel, address in have.items() if address]
 
 
 def _channel_on(channel: str, status: str) -> bool:
