@@ -119,8 +119,9 @@ def segment_preview_view(request: HttpRequest) -> JsonResponse:
 
 
 def builder_options(*, exclude: str | None) -> dict[str, Any]:
-    """What the visual builder offers: contact fields, channels, the other segments."""
+    """What the visual builder offers: contact fields, channels, topics, the other segments."""
     from channels_app.channels import Channel
+    from messaging.models import Topic
 
     from .conditions import TEXT_FIELDS
 
@@ -128,6 +129,10 @@ def builder_options(*, exclude: str | None) -> dict[str, Any]:
     return {
         "fields": list(TEXT_FIELDS),
         "channels": list(Channel.values),
+        "topics": [
+            {"slug": s, "name": n}
+            for s, n in Topic.objects.order_by("position", "name").values_list("slug", "name")
+        ],
         "segments": [{"slug": s, "name": n} for s, n in segments.values_list("slug", "name")],
     }
 

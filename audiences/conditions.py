@@ -1,6 +1,6 @@
-"""The built-in condition types: contact fields, attributes, channel reachability and
-membership of another segment. Each has a validator (field-level errors) and a compiler
-(a Q over contacts)."""
+"""The built-in condition types: contact fields, attributes, channel reachability, topic
+subscription and membership of another segment. Each has a validator (field-level errors)
+and a compiler (a Q over contacts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q
 
 from channels_app.channels import Channel
-from messaging.models import Consent, ConsentStatus
+from messaging.models import Consent, ConsentStatus, Topic
+from messaging.selectors import topic_receives
 
 from . import predicates
 from .registry import CompileContext, ConditionType, Errors, register_condition
@@ -118,6 +119,31 @@ def _compile_reachable(cond: dict[str, Any], ctx: CompileContext) -> Q:
     return address & ~Q(unsubscribed)
 
 
+# --- {"topic": "newsletter", "status": "subscribed"} ---------------------------------------
+
+TOPIC_STATUSES = ("subscribed", "unsubscribed")
+
+
+def _validate_topic(cond: dict[str, Any], path: str, errors: Errors) -> None:
+    slug = cond.get("topic")
+    if not isinstance(slug, str) or not slug:
+        errors.add(f"{path}.topic", "A topic slug is required.")
+    elif len(slug) > 100 or not Topic.objects.filter(slug=slug).exists():
+        errors.add(f"{path}.topic", f"There is no topic {slug[:100]!r}.")
+    if cond.get("status", "subscribed") not in TOPIC_STATUSES:
+        errors.add(f"{path}.status", f"Choose one of: {', '.join(TOPIC_STATUSES)}.")
+
+
+def _compile_topic(cond: dict[str, Any], ctx: CompileContext) -> Q:
+    """ "subscribed": would receive a send naming the topic (messaging.policies.check_topic:
+    no `unsubscribed` row for an opt-out topic, a `subscribed` row for an opt-in one), one
+    EXISTS over topicsub_one_per_topic; "unsubscribed": the others."""
+    topic = Topic.objects.filter(slug=cond["topic"]).first()
+    # (deleted since it was validated: nobody receives it)
+    receives = Q(topic_receives(topic)) if topic is not None else Q(pk__isnull=True)
+    return receives if cond.get("status", "subscribed") == "subscribed" else ~receives
+
+
 # --- {"segment": "vip"} ----------------------------------------------------------------
 
 
@@ -148,6 +174,13 @@ for _condition in (
         _validate_reachable,
         _compile_reachable,
         "channel reachability and consent",
+    ),
+    ConditionType(
+        "topic",
+        frozenset({"topic", "status"}),
+        _validate_topic,
+        _compile_topic,
+        "subscribed to / unsubscribed from a topic",
     ),
     ConditionType(
         "segment", frozenset({"segment"}), _validate_segment, _compile_segment, "segment"

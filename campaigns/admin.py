@@ -49,7 +49,7 @@ class BroadcastAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description")}),
         ("Audience", {"fields": ("segments", "exclude_segments")}),
-        ("Message", {"fields": ("template_slug", "channel_order", "category")}),
+        ("Message", {"fields": ("template_slug", "channel_order", "category", "topic")}),
         (
             "Experiment",
             {

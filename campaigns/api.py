@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from audiences.models import Segment
 from audit.services import audit_record, audit_snapshot
 from messaging.api.common import Conflict, NewestFirstPagination, paginated
-from messaging.models import Template
+from messaging.models import Template, Topic
 from messaging.serializers import StrictSerializer
 
 from . import drafts, services
@@ -76,6 +76,7 @@ class BroadcastOutput(serializers.ModelSerializer):
     template_channels = serializers.SerializerMethodField()
     channel_order = serializers.ListField(child=serializers.CharField())
     variants = serializers.ListField(child=VariantSpecOutput())
+    topic = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Broadcast
@@ -86,6 +87,7 @@ class BroadcastOutput(serializers.ModelSerializer):
             "description",
             "status",
             "category",
+            "topic",
             "segments",
             "exclude_segments",
             "template_slug",
@@ -133,6 +135,14 @@ def _fields(required: bool) -> dict[str, serializers.Field]:
         "name": serializers.CharField(max_length=200, required=required),
         "description": serializers.CharField(max_length=5000, allow_blank=True, **opt),
         "category": serializers.ChoiceField(choices=Broadcast.Category.choices, **opt),
+        "topic": serializers.SlugRelatedField(
+            slug_field="slug",
+            queryset=Topic.objects.all(),
+            allow_null=True,
+            help_text="A subscription topic's slug: only contacts subscribed to it receive "
+            "the broadcast (null: none).",
+            **opt,
+        ),
         "segments": serializers.ListField(
             child=serializers.SlugField(max_length=100),
             max_length=50,
@@ -404,7 +414,9 @@ class BroadcastListView(APIView):
         summary="List broadcasts, newest first",
     )
     def get(self, request: Request) -> Response:
-        qs = Broadcast.objects.prefetch_related("segments", "exclude_segments")
+        qs = Broadcast.objects.select_related("topic").prefetch_related(
+            "segments", "exclude_segments"
+        )
         wanted = request.query_params.get("status", "")
         if wanted:
             if wanted not in Broadcast.Status.values:

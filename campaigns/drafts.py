@@ -32,6 +32,7 @@ FIELDS = (
     "slug",
     "description",
     "category",
+    "topic",
     "template_slug",
     "channel_order",
     # experiments (campaigns.services.experiments validates them)

@@ -3,7 +3,8 @@
 The rules are messaging/policies.py's, in the order `evaluate_send` applies them: no template
 on the channel, address (missing / invalid / undeliverable), consent for the category
 (unsubscribed, or marketing SMS/WhatsApp without a subscription, as the `reachable` segment
-condition says), the WhatsApp 24-hour window (else the template's content SID), then for
+condition says), the broadcast's topic when it names one (unsubscribed, or not subscribed to an
+opt-in topic), the WhatsApp 24-hour window (else the template's content SID), then for
 marketing quiet hours (held) and the frequency cap (held, or skipped with
 `frequency_cap_action = skip`). A refusal falls back to the next channel in the broadcast's
 order; a hold keeps the contact on that channel until it ends.
@@ -53,6 +54,7 @@ from django.utils import timezone
 from channels_app.channels import Channel
 from messaging import policies
 from messaging.models import Consent, ConsentStatus, Contact, Direction, Message, Template
+from messaging.selectors import topic_receives
 
 from .models import Broadcast
 from .services import audience_queryset, local_instant, split
@@ -68,6 +70,7 @@ REASONS = {
     "invalid_address": "the address was rejected as invalid",
     "undeliverable": "the email address hard-bounced",
     "unsubscribed": "unsubscribed from this channel",
+    "topic": "not subscribed to the broadcast's topic (unsubscribed, or an opt-in topic)",
     "no_consent": "marketing SMS/WhatsApp needs an explicit subscription",
     "whatsapp_window": "outside the WhatsApp 24-hour window and no approved template",
     "quiet_hours": "quiet hours in the contact's time zone at their send time",
@@ -143,8 +146,11 @@ def _consent_whens(channel: str, category: str) -> list[When]:
     return whens
 
 
-def _outcome(channel: str, category: str, template: Template | None, at: Any) -> Case | Value:
-    """policies.check_send (address, consent) and for WhatsApp check_whatsapp_window."""
+def _outcome(
+    channel: str, category: str, template: Template | None, at: Any, topic: bool = False
+) -> Case | Value:
+    """policies.check_send (address, consent, the topic when `topic`: on the annotation
+    `topic_ok`) and for WhatsApp check_whatsapp_window."""
     if template is None:
         return Value("no_template")
     if channel == Channel.EMAIL:
@@ -166,6 +172,8 @@ def _outcome(channel: str, category: str, template: Template | None, at: Any) ->
             ),
         ]
     whens += _consent_whens(channel, category)
+    if topic:
+        whens.append(When(topic_ok=False, then=Value("topic")))
     if channel == Channel.WHATSAPP and not template.content_sid:
         has_body = bool(template.body or template.html_body)
         in_window = Q(last_inbound_whatsapp_at__gt=_before(at, policies.WHATSAPP_WINDOW))
@@ -266,9 +274,15 @@ def broadcast_dry_run(*, broadcast: Broadcast, now: dt.datetime | None = None) -
     annotations: dict[str, Any] = {"send_time": at}
     for channel in channels:
         annotations[f"consent_{channel}"] = _consent(channel)
+    if broadcast.topic is not None:
+        annotations["topic_ok"] = topic_receives(broadcast.topic)
     for channel in channels:
         annotations[f"c_{channel}"] = _outcome(
-            channel, category, templates.get(channel), F("send_time")
+            channel,
+            category,
+            templates.get(channel),
+            F("send_time"),
+            topic=broadcast.topic is not None,
         )
     if category == policies.Category.MARKETING:
         annotations["capped"] = _capped(OuterRef("send_time"))

@@ -138,6 +138,7 @@ class BroadcastForm(forms.ModelForm):
             "winner_metric",
             "holdout_percent",
             "category",
+            "topic",
             "send_mode",
             "send_at",
             "local_send_date",

@@ -56,6 +56,14 @@ class Broadcast(ConversionSettings):
     description = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     category = models.CharField(max_length=16, choices=Category.choices, default=Category.MARKETING)
+    topic = models.ForeignKey(
+        "messaging.Topic",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Send only to contacts subscribed to this topic (the preference center).",
+    )
 
     # Audience: contacts in any of `segments`, minus those in any of `exclude_segments`.
     segments = models.ManyToManyField(Segment, related_name="+", blank=False)

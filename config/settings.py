@@ -54,6 +54,11 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{WEB_PORT}")
 # The mailto part of List-Unsubscribe on marketing email ("" = https only). Touchline does
 # not read that mailbox: whoever runs it must act on the requests (the https link is RFC 8058).
 UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO", default="")
+# The preference center's signed links (/preferences/<token>) stop working after this many
+# days (a fresh one comes with every marketing email).
+PREFERENCES_LINK_MAX_AGE_DAYS = env.int("PREFERENCES_LINK_MAX_AGE_DAYS", default=365)
+# Appended to marketing SMS that do not mention STOP already ("" turns it off).
+SMS_STOP_LINE = env("SMS_STOP_LINE", default="Reply STOP to opt out")
 # Link tracking: http(s) links in outbound bodies become PUBLIC_BASE_URL/l/<token> at send time.
 LINK_TRACKING = env.bool("LINK_TRACKING", default=True)
 # Clicks sooner than this after sent/delivered are a scanner's, recorded but not counted.

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from messaging.health import healthz
 from messaging.landing import landing
 from messaging.link_views import link_redirect
+from messaging.preference_views import preference_center
 from messaging.unsubscribe_views import one_click_unsubscribe
 
 urlpatterns = [
@@ -30,6 +31,8 @@ urlpatterns = [
     # RFC 8058 one-click unsubscribe (List-Unsubscribe of marketing email): signed, no login.
     path("u/<str:token>", one_click_unsubscribe, name="one-click-unsubscribe"),
     path("l/<str:token>", link_redirect, name="link-redirect"),
+    # The hosted preference center: signed per-contact link, no login, CSRF-protected form.
+    path("preferences/<str:token>", preference_center, name="preference-center"),
     path("", landing, name="landing"),
     path("", include("channels_app.urls")),
 ]

@@ -97,6 +97,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             {
                 "fields": (
                     "category",
+                    "topic",
                     ("quiet_hours_start", "quiet_hours_end"),
                     "frequency_cap_action",
                 )
@@ -140,6 +141,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 "category",
                 # Moving the control group mid-experiment would mix the groups: new version.
                 "holdout_percent",
+                "topic",
             ]
         return readonly
 

@@ -116,6 +116,14 @@ class Journey(ConversionSettings):
     category = models.CharField(
         max_length=16, choices=Category.choices, default=Category.TRANSACTIONAL
     )
+    topic = models.ForeignKey(
+        "messaging.Topic",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Send only to contacts subscribed to this topic (the preference center).",
+    )
     quiet_hours_start = models.TimeField(
         default=dt.time(21, 0), help_text="Marketing SMS/WhatsApp wait from this local time…"
     )

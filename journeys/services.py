@@ -445,6 +445,7 @@ def journey_copy(*, journey: Journey, slug: str | None = None, name: str | None 
             exit_match=journey.exit_match,
             entry_key=journey.entry_key,
             category=journey.category,
+            topic_id=journey.topic_id,
             quiet_hours_start=journey.quiet_hours_start,
             quiet_hours_end=journey.quiet_hours_end,
             frequency_cap_action=journey.frequency_cap_action,

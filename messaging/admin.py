@@ -27,6 +27,7 @@ from .models import (
     Direction,
     Message,
     Template,
+    TopicSubscription,
     Touchpoint,
 )
 from .staff_sends import staff_test_recipients, staff_test_send
@@ -57,9 +58,25 @@ class ConsentInline(ReadOnlyInline):
     verbose_name_plural = "Consent (change it with “Set consent” above)"
 
 
+class TopicSubscriptionInline(ReadOnlyInline):
+    model = TopicSubscription
+    fields = ("topic", "status", "source", "changed_at")
+    readonly_fields = fields
+    verbose_name_plural = "Topic subscriptions (the contact's choices on the preference page)"
+
+
 class ConsentChangeInline(ReadOnlyInline):
     model = ConsentChange
-    fields = ("changed_at", "channel", "previous_status", "status", "source", "note", "message")
+    fields = (
+        "changed_at",
+        "channel",
+        "topic",
+        "previous_status",
+        "status",
+        "source",
+        "note",
+        "message",
+    )
     readonly_fields = fields
     verbose_name_plural = "Consent history"
     ordering = ("-changed_at",)
@@ -149,7 +166,14 @@ class ContactAdmin(admin.ModelAdmin):
         ("Timeline", {"fields": ("timeline",)}),
         ("Record", {"fields": ("created_via", "created_at", "updated_at")}),
     )
-    inlines = [ConsentInline, ConsentChangeInline]
+    inlines = [ConsentInline, TopicSubscriptionInline, ConsentChangeInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Contact | None):
+        # A new contact has no topic choices yet (and its add form keeps its formsets).
+        if obj is None:
+            return [i for i in self.inlines if i is not TopicSubscriptionInline]
+        return self.inlines
+
     change_form_template = "admin/messaging/contact/change_form.html"
     show_full_result_count = False
 
@@ -489,11 +513,23 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 class ConsentChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The consent ledger: append-only, so read-only here for everyone, superusers too."""
 
-    list_display = ("changed_at", "contact", "channel", "previous_status", "status", "source")
-    list_filter = ("channel", "status", "source")
+    list_display = (
+        "changed_at",
+        "contact",
+        "channel",
+        "topic",
+        "previous_status",
+        "status",
+        "source",
+    )
+    list_filter = ("channel", "topic", "status", "source")
     list_select_related = ("contact",)
     raw_id_fields = ("contact", "message", "changed_by")
     date_hierarchy = "changed_at"
     show_full_result_count = False
     readonly_fields = [f.name for f in ConsentChange._meta.fields]
     actions = None
+
+
+# Subscription topics have their own module (kept small); importing it registers them.
+from . import topic_admin  # noqa: E402, F401

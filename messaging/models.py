@@ -125,6 +125,7 @@ class ConsentSource(models.TextChoices):
     IMPORT = "import", "Import"
     EVENT = "event", "Event"
     ONE_CLICK = "one_click", "One-click unsubscribe (List-Unsubscribe)"
+    PREFERENCE_CENTER = "preference_center", "Preference center (the contact's own choice)"
 
 
 class Consent(models.Model):
@@ -135,7 +136,7 @@ class Consent(models.Model):
     status = models.CharField(
         max_length=16, choices=ConsentStatus.choices, default=ConsentStatus.UNKNOWN
     )
-    source = models.CharField(max_length=16, choices=ConsentSource.choices, blank=True)
+    source = models.CharField(max_length=32, choices=ConsentSource.choices, blank=True)
     changed_at = models.DateTimeField()
 
     class Meta:
@@ -147,14 +148,74 @@ class Consent(models.Model):
         return f"{self.channel}: {self.status}"
 
 
+class Topic(models.Model):
+    """A subscription topic staff define (newsletter, product news…): marketing journeys and
+    broadcasts name one, and contacts choose theirs on the preference center page.
+
+    `default_subscribed` makes it an opt-out topic (everyone receives it until they
+    unsubscribe); off, it is opt-in (only contacts who subscribed receive it)."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(
+        blank=True, help_text="Shown to customers on the preference center page."
+    )
+    default_subscribed = models.BooleanField(
+        default=True,
+        help_text="On: an opt-out topic (contacts receive it until they unsubscribe). "
+        "Off: an opt-in topic (only contacts who subscribed receive it).",
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive topics are hidden from the preference center."
+    )
+    position = models.PositiveIntegerField(default=0, help_text="Order on the preference page.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TopicSubscription(models.Model):
+    """A contact's explicit choice on one topic (no row: the topic's default applies)."""
+
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="topic_subscriptions"
+    )
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    status = models.CharField(
+        max_length=16,
+        choices=[c for c in ConsentStatus.choices if c[0] != ConsentStatus.UNKNOWN],
+    )
+    source = models.CharField(max_length=32, choices=ConsentSource.choices, blank=True)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "topic"], name="topicsub_one_per_topic")
+        ]
+        # Segment conditions and dry runs ask "who is (un)subscribed from topic X".
+        indexes = [models.Index(fields=["topic", "status"], name="topicsub_topic_status")]
+
+    def __str__(self) -> str:
+        return f"{self.topic_id}: {self.status}"
+
+
 class ConsentChange(models.Model):
-    """Append-only history: every consent change, with where it came from."""
+    """Append-only history: every consent change, with where it came from. A row with a
+    `topic` is a change of topic subscription (its `channel` is blank)."""
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_changes")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
+    topic = models.ForeignKey(
+        Topic, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=ConsentStatus.choices)
     previous_status = models.CharField(max_length=16, choices=ConsentStatus.choices)
-    source = models.CharField(max_length=16, choices=ConsentSource.choices)
+    source = models.CharField(max_length=32, choices=ConsentSource.choices)
     note = models.CharField(max_length=255, blank=True)
     message = models.ForeignKey(
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -169,7 +230,8 @@ class ConsentChange(models.Model):
         indexes = [models.Index(fields=["contact", "-changed_at"], name="consent_hist_contact")]
 
     def __str__(self) -> str:
-        return f"{self.channel}: {self.previous_status} → {self.status} ({self.source})"
+        what = self.channel or f"topic {self.topic_id}"
+        return f"{what}: {self.previous_status} → {self.status} ({self.source})"
 
 
 class Template(models.Model):
@@ -248,6 +310,9 @@ class Message(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True)
     source = models.CharField(max_length=32, blank=True, help_text="api, admin, journey, …")
     category = models.CharField(max_length=16, default="transactional")
+    topic = models.ForeignKey(
+        "Topic", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     in_reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )

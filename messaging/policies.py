@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from channels_app.channels import Channel
 
-from .models import Consent, ConsentStatus, Contact, Direction, Message
+from .models import Consent, ConsentStatus, Contact, Direction, Message, Topic, TopicSubscription
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
 DEFAULT_QUIET_HOURS = (dt.time(21, 0), dt.time(8, 0))
@@ -67,6 +67,27 @@ def check_consent(*, status: str, channel: str, category: str) -> Decision:
     return ALLOW
 
 
+def topic_status(*, contact: Contact, topic: Topic, lock: bool = False) -> str:
+    """The contact's explicit choice on `topic` (unknown: none, the topic's default applies)."""
+    rows = TopicSubscription.objects.filter(contact=contact, topic=topic).only("status")
+    if lock:
+        rows = rows.select_for_update()
+    row = rows.first()
+    return row.status if row else ConsentStatus.UNKNOWN
+
+
+def check_topic(*, status: str, topic: Topic) -> Decision:
+    """A send naming a topic reaches only its subscribers: everyone but those who
+    unsubscribed for an opt-out topic, only those who subscribed for an opt-in one."""
+    if status == ConsentStatus.UNSUBSCRIBED:
+        return Decision(False, f"contact unsubscribed from topic {topic.name!r}", "topic")
+    if status != ConsentStatus.SUBSCRIBED and not topic.default_subscribed:
+        return Decision(
+            False, f"opt-in topic {topic.name!r}: the contact has not subscribed", "topic"
+        )
+    return ALLOW
+
+
 def check_address(*, contact: Contact, channel: str, address: str) -> Decision:
     if contact.erased_at is not None:
         return Decision(False, "contact's personal data was erased", "erased")
@@ -84,17 +105,27 @@ def check_address(*, contact: Contact, channel: str, address: str) -> Decision:
 
 
 def check_send(
-    *, contact: Contact, channel: str, category: str, address: str, lock: bool = False
+    *,
+    contact: Contact,
+    channel: str,
+    category: str,
+    address: str,
+    lock: bool = False,
+    topic: Topic | None = None,
 ) -> Decision:
-    """The final guard before a provider call: a valid address and consent."""
+    """The final guard before a provider call: a valid address, consent on the channel and,
+    for a send that names a topic, the contact's subscription to it."""
     decision = check_address(contact=contact, channel=channel, address=address)
     if not decision.allowed:
         return decision
-    return check_consent(
+    decision = check_consent(
         status=consent_status(contact=contact, channel=channel, lock=lock),
         channel=channel,
         category=category,
     )
+    if not decision.allowed or topic is None:
+        return decision
+    return check_topic(status=topic_status(contact=contact, topic=topic, lock=lock), topic=topic)
 
 
 def in_whatsapp_window(contact: Contact, now: dt.datetime) -> bool:
@@ -205,11 +236,15 @@ def evaluate_send(
     has_template: bool = True,
     quiet_hours: tuple[dt.time, dt.time] | None = DEFAULT_QUIET_HOURS,
     cap_action: str = "hold",
+    topic: Topic | None = None,
 ) -> Decision:
-    """Everything a new send must pass, in order: address, consent, WhatsApp window, and for
-    marketing quiet hours (held, not dropped) and the frequency cap (held or skipped)."""
+    """Everything a new send must pass, in order: address, consent (channel, then `topic`
+    when the send names one), WhatsApp window, and for marketing quiet hours (held, not
+    dropped) and the frequency cap (held or skipped)."""
     now = now or timezone.now()
-    decision = check_send(contact=contact, channel=channel, category=category, address=address)
+    decision = check_send(
+        contact=contact, channel=channel, category=category, address=address, topic=topic
+    )
     if not decision.allowed:
         return decision
     use_template = False

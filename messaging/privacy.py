@@ -30,6 +30,7 @@ from .models import (
     Conversation,
     Direction,
     Message,
+    TopicSubscription,
     Touchpoint,
     TrackedLink,
 )
@@ -353,9 +354,16 @@ def contact_export(*, contact: Contact) -> dict[str, Any]:
             c.channel: {"status": c.status, "source": c.source, "changed_at": _iso(c.changed_at)}
             for c in Consent.objects.filter(contact=contact).order_by("channel")
         },
+        "topic_subscriptions": {
+            t.topic.slug: {"status": t.status, "source": t.source, "changed_at": _iso(t.changed_at)}
+            for t in TopicSubscription.objects.filter(contact=contact)
+            .select_related("topic")
+            .order_by("topic__slug")
+        },
         "consent_history": [
             {
                 "channel": c.channel,
+                "topic": c.topic.slug if c.topic else None,
                 "status": c.status,
                 "previous_status": c.previous_status,
                 "source": c.source,
@@ -363,7 +371,9 @@ def contact_export(*, contact: Contact) -> dict[str, Any]:
                 "message": str(c.message_id) if c.message_id else None,
                 "changed_at": _iso(c.changed_at),
             }
-            for c in ConsentChange.objects.filter(contact=contact).order_by("changed_at", "pk")
+            for c in ConsentChange.objects.filter(contact=contact)
+            .select_related("topic")
+            .order_by("changed_at", "pk")
         ],
         "messages": [
             _message_out(m)
@@ -550,6 +560,9 @@ def contact_erase(*, contact: Contact, actor: str = "api") -> dict[str, int]:
         counts["consent_changes"] = (
             ConsentChange.objects.filter(contact=locked).exclude(note="").update(note="")
         )
+        # The contact's topic choices go (the ledger keeps that they were made); an erased
+        # contact is never messaged, so there is nothing left for them to decide.
+        counts["topic_subscriptions"] = TopicSubscription.objects.filter(contact=locked).delete()[0]
         counts.update(_erase_journeys(locked, now))
         counts["admin_log_entries"] = _erase_admin_log(locked)
         changed = [k for k, v in _CONTACT_BLANKS.items() if getattr(locked, k) != v]

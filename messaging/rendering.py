@@ -89,7 +89,13 @@ def _check(source: str, sample: dict[str, Any]) -> str | None:
 
 def template_errors(template: Template) -> dict[str, list[str]]:
     """Field → error messages for a template; empty when every Liquid field is valid."""
-    sample: dict[str, Any] = {"contact": {}, "event": {}, "message": {}, "unsubscribe_url": ""}
+    sample: dict[str, Any] = {
+        "contact": {},
+        "event": {},
+        "message": {},
+        "unsubscribe_url": "",
+        "preferences_url": "",
+    }
     errors: dict[str, list[str]] = {}
     for name in _TEMPLATE_FIELDS:
         problem = _check(getattr(template, name) or "", sample)
@@ -167,14 +173,17 @@ def render_content(
     event: dict[str, Any] | None = None,
     message: dict[str, Any] | None = None,
     unsubscribe_url: str = "",
+    preferences_url: str = "",
 ) -> RenderedContent:
     """Render raw Liquid sources for one contact; raises TemplateRenderError.
-    `unsubscribe_url` (marketing email) is `{{ unsubscribe_url }}`."""
+    `unsubscribe_url` (marketing email) is `{{ unsubscribe_url }}`, `preferences_url` (the
+    contact's preference center) `{{ preferences_url }}`."""
     context = {
         "contact": contact_context(contact),
         "event": event or {},
         "message": message or {},
         "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
     }
     # CSS is inlined here, on the one path preview and send share: many mail clients drop
     # <style> blocks.
@@ -202,6 +211,7 @@ def render_template(
     event: dict[str, Any] | None = None,
     message: dict[str, Any] | None = None,
     unsubscribe_url: str = "",
+    preferences_url: str = "",
 ) -> RenderedContent:
     """Render a saved template for a contact: the same code path for preview and send."""
     return render_content(
@@ -214,4 +224,5 @@ def render_template(
         event=event,
         message=message,
         unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
     )

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from channels_app.channels import Channel
 
-from .models import Contact, Message, Touchpoint
+from .models import ConsentStatus, Contact, Message, Topic, TopicSubscription, Touchpoint
+
+
+def topic_receives(topic: Topic, *, contact_ref: str = "pk") -> Exists:
+    """SQL for "the contact receives sends naming `topic`" (policies.check_topic), correlated
+    on the contact (`contact_ref` names its primary key in the outer query): an opt-out topic
+    reaches everyone without an `unsubscribed` row, an opt-in one only `subscribed` rows."""
+    rows = TopicSubscription.objects.filter(contact=OuterRef(contact_ref), topic=topic)
+    if topic.default_subscribed:
+        return ~Exists(rows.filter(status=ConsentStatus.UNSUBSCRIBED))
+    return Exists(rows.filter(status=ConsentStatus.SUBSCRIBED))
 
 
 def contact_by_address(*, channel: str, address: str) -> Contact | None:

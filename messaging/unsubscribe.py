@@ -73,13 +73,32 @@ def unsubscribe_headers(
     return (("List-Unsubscribe", ", ".join(links)), ("List-Unsubscribe-Post", ONE_CLICK))
 
 
-def with_footer(*, body: str, html_body: str, url: str) -> tuple[str, str]:
-    """Add the footer link to each part that does not show `url` already (a template that
-    placed `{{ unsubscribe_url }}` itself gets no second one)."""
+def _shows(part: str, url: str) -> bool:
+    return url in part or html.escape(url) in part
+
+
+def with_footer(
+    *, body: str, html_body: str, url: str, preferences_url: str = ""
+) -> tuple[str, str]:
+    """Add the footer (the unsubscribe link, and "Manage preferences" when `preferences_url`
+    is given) to each part that does not show the unsubscribe link already: a template that
+    placed `{{ unsubscribe_url }}` itself made its own footer and gets none (nor a second
+    preferences link where it placed `{{ preferences_url }}`)."""
+    links = [("Unsubscribe", url), ("Manage preferences", preferences_url)]
     if body and url not in body:
-        body = f"{body.rstrip()}\n\n--\nUnsubscribe: {url}\n"
-    if html_body and html.escape(url) not in html_body and url not in html_body:
-        link = f'<p style="font-size:12px"><a href="{html.escape(url)}">Unsubscribe</a></p>'
-        at = html_body.lower().rfind("</body>")
-        html_body = f"{html_body}{link}" if at < 0 else f"{html_body[:at]}{link}{html_body[at:]}"
+        lines = [f"{label}: {link}" for label, link in links if link and link not in body]
+        if lines:
+            body = body.rstrip() + "\n\n--\n" + "\n".join(lines) + "\n"
+    if html_body and not _shows(html_body, url):
+        anchors = [
+            f'<a href="{html.escape(link)}">{label}</a>'
+            for label, link in links
+            if link and not _shows(html_body, link)
+        ]
+        if anchors:
+            footer = f'<p style="font-size:12px">{" · ".join(anchors)}</p>'
+            at = html_body.lower().rfind("</body>")
+            html_body = (
+                f"{html_body}{footer}" if at < 0 else f"{html_body[:at]}{footer}{html_body[at:]}"
+            )
     return body, html_body

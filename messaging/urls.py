@@ -11,6 +11,12 @@ urlpatterns = [
         "contacts/<str:external_id>/consent/", api.ConsentView.as_view(), name="api-contact-consent"
     ),
     path(
+        "contacts/<str:external_id>/topics/",
+        api.ContactTopicsView.as_view(),
+        name="api-contact-topics",
+    ),
+    path("topics/", api.TopicListView.as_view(), name="api-topics"),
+    path(
         "contacts/<str:external_id>/export/",
         api.ContactExportView.as_view(),
         name="api-contact-export",

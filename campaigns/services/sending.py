@@ -149,6 +149,7 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
             has_content_sid=bool(template.content_sid),
             quiet_hours=(broadcast.quiet_hours_start, broadcast.quiet_hours_end),
             cap_action=broadcast.frequency_cap_action,
+            topic=broadcast.topic,
         )
         if decision.held:
             # Claimed again when the hold ends, and decided afresh then; `attempts` counts
@@ -178,6 +179,7 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
                 idempotency_key=idempotency_key(broadcast.pk, contact.pk, channel),
                 source="broadcast",
                 category=broadcast.category,
+                topic=broadcast.topic,
                 decision=decision,
                 metadata={
                     "broadcast": broadcast.slug,
@@ -203,7 +205,7 @@ def recipient_send(batch: Batch, recipient: BroadcastRecipient) -> None:
 def _load(recipient_ids: list[int]) -> list[BroadcastRecipient]:
     return list(
         BroadcastRecipient.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("contact", "broadcast")
+        .select_related("contact", "broadcast__topic")
         .filter(pk__in=recipient_ids, state__in=SENDABLE)
         .order_by("pk")
     )

@@ -62,8 +62,10 @@ def _advance_together(enrollment_ids: list[int], now: dt.datetime) -> dict[int, 
     )
     if not enrollments:
         return results
-    journeys = Journey.objects.prefetch_related("steps").in_bulk(
-        {e.journey_id for e in enrollments}
+    journeys = (
+        Journey.objects.select_related("topic")
+        .prefetch_related("steps")
+        .in_bulk({e.journey_id for e in enrollments})
     )
     steps_of = {pk: list(journey.steps.all()) for pk, journey in journeys.items()}
     step_by_id = {step.pk: step for steps in steps_of.values() for step in steps}

@@ -158,7 +158,7 @@ def enrollment_advance(*, enrollment_id: int, now: dt.datetime | None = None) ->
     with transaction.atomic():
         enrollment = (
             Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("journey", "contact", "current_step", "wake_event")
+            .select_related("journey__topic", "contact", "current_step", "wake_event")
             .filter(pk=enrollment_id, state__in=Enrollment.LIVE_STATES)
             .first()
         )

@@ -65,6 +65,7 @@ def send_on_first_allowed_channel(
                 has_content_sid=bool(template.content_sid),
                 quiet_hours=(journey.quiet_hours_start, journey.quiet_hours_end),
                 cap_action=journey.frequency_cap_action,
+                topic=journey.topic,
             )
         if decision.held:
             run.touch(
@@ -96,6 +97,7 @@ def send_on_first_allowed_channel(
                 idempotency_key=f"journey:{run.enrollment.pk}:{step.pk}:{channel}{suffix}",
                 source="journey",
                 category=journey.category,
+                topic=journey.topic,
                 decision=decision,
                 metadata={"journey": journey.slug, "step": step.key, "at": run.now.isoformat()},
                 # A template over a limit (or broken by this contact's data) becomes a failed

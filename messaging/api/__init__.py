@@ -14,6 +14,7 @@ from .templates import (
     TemplateListView,
     TemplateRenderView,
 )
+from .topics import ContactTopicsView, TopicListView
 from .touchpoints import ContactTouchpointsView, TouchpointListView
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ContactDetailView",
     "ContactExportView",
     "ContactListView",
+    "ContactTopicsView",
     "ContactTouchpointsView",
     "MessageDetailView",
     "MessageListCreateView",
@@ -30,6 +32,7 @@ __all__ = [
     "TemplateDraftRenderView",
     "TemplateListView",
     "TemplateRenderView",
+    "TopicListView",
     "TouchpointListView",
     "idempotency_key_from",
     "resolve_contact",

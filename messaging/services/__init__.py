@@ -8,6 +8,7 @@ function must patch the module that calls it (e.g. `messages.enqueue_delivery` f
 - touchpoints: the contact's timeline
 - contacts: create and update contacts, flag a dead address
 - consent: consent per channel, with its history
+- topics: subscriptions to staff-defined topics, with their history in the same ledger
 - transitions: the one place a message's status changes
 - messages: create outbound messages (idempotently) and enqueue their delivery
 - delivery: send a queued message to the provider; the sweeper
@@ -43,6 +44,7 @@ from .templates import (
     template_update,
     template_validate,
 )
+from .topics import topic_effective, topic_subscription_set, topic_subscriptions
 from .touchpoints import touchpoint_record, touchpoints_write
 from .transitions import message_transition
 
@@ -72,6 +74,9 @@ __all__ = [
     "template_delete",
     "template_update",
     "template_validate",
+    "topic_effective",
+    "topic_subscription_set",
+    "topic_subscriptions",
     "touchpoint_record",
     "touchpoints_write",
 ]

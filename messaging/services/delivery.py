@@ -148,7 +148,7 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
-            .select_related("contact")
+            .select_related("contact", "topic")
             .filter(pk=message_id)
             .first()
         )
@@ -173,6 +173,7 @@ def message_deliver(*, message_id: uuid.UUID | str) -> DeliveryOutcome:
             category=message.category,
             address=message.to_address,
             lock=True,
+            topic=message.topic,
         )
         if not decision.allowed:
             message_transition(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import uuid
 from typing import Any
 
@@ -16,7 +17,8 @@ from channels_app.channels import Channel
 
 from .. import policies
 from ..links import links_rewrite
-from ..models import Contact, Direction, Message, Template, TouchpointKind
+from ..models import Contact, Direction, Message, Template, Topic, TouchpointKind
+from ..preferences import preferences_url
 from ..rendering import RenderedContent, TemplateRenderError, render_content, render_template
 from ..status import MessageStatus
 from ..unsubscribe import needs_unsubscribe, unsubscribe_url, with_footer
@@ -51,7 +53,9 @@ def _render(
     html_body: str,
     context: dict[str, Any],
     unsubscribe_url: str = "",
+    preferences_url: str = "",
 ) -> RenderedContent:
+    links = {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
     try:
         if template is None:
             content = render_content(
@@ -60,21 +64,35 @@ def _render(
                 body=body,
                 html_body=html_body,
                 event=context,
-                unsubscribe_url=unsubscribe_url,
+                **links,
             )
         else:
-            content = render_template(
-                template, contact=contact, event=context, unsubscribe_url=unsubscribe_url
-            )
+            content = render_template(template, contact=contact, event=context, **links)
     except TemplateRenderError as exc:
         raise MessageRequestError(exc.errors) from exc
     if unsubscribe_url:
-        # Marketing email: a footer link unless the template placed {{ unsubscribe_url }}.
+        # Marketing email: footer links unless the template placed {{ unsubscribe_url }} and
+        # {{ preferences_url }} itself.
         text, html = with_footer(
-            body=content.body, html_body=content.html_body, url=unsubscribe_url
+            body=content.body,
+            html_body=content.html_body,
+            url=unsubscribe_url,
+            preferences_url=preferences_url,
         )
         content = dataclasses.replace(content, body=text, html_body=html)
     return content
+
+
+_MENTIONS_STOP = re.compile(r"\bstop\b", re.IGNORECASE)
+
+
+def with_stop_line(body: str) -> str:
+    """A marketing SMS body with the opt-out line (settings.SMS_STOP_LINE) unless it is off
+    or the body already tells how to stop."""
+    line = settings.SMS_STOP_LINE
+    if not line or not body.strip() or _MENTIONS_STOP.search(body):
+        return body
+    return f"{body.rstrip()}\n{line}"
 
 
 def message_create(
@@ -94,6 +112,7 @@ def message_create(
     metadata: dict[str, Any] | None = None,
     decision: policies.Decision | None = None,
     fail_on_render_error: bool = False,
+    topic: Topic | None = None,
 ) -> tuple[Message, bool]:
     """Queue an outbound message (delivered by `deliver_message` after commit).
 
@@ -102,7 +121,9 @@ def message_create(
     created); the same idempotency key returns the first message, and with a different
     fingerprint raises IdempotencyConflict. A template that cannot be rendered (an error, a
     limit) raises MessageRequestError, or with `fail_on_render_error` (unattended callers:
-    journeys) makes the message `failed` with the reason on its timeline.
+    journeys) makes the message `failed` with the reason on its timeline. A `topic` (the
+    journey's or broadcast's) is checked by the policies and stored on the message (its
+    one-click unsubscribe leaves that topic only). Marketing SMS get the STOP line.
     """
     if idempotency_key:
         existing = Message.objects.filter(idempotency_key=idempotency_key).first()
@@ -133,11 +154,20 @@ def message_create(
             html_body=html_body,
             context=context or {},
             unsubscribe_url=unsubscribe_link,
+            preferences_url=preferences_url(contact_id=contact.pk),
         )
     except MessageRequestError as exc:
         if not fail_on_render_error:
             raise
         render_failure, content = str(exc), RenderedContent()
+    if (
+        channel == Channel.SMS
+        and category == policies.Category.MARKETING
+        and not render_failure
+        and not content.content_sid
+    ):
+        # Before the length check: the line counts toward the limit and the segments.
+        content = dataclasses.replace(content, body=with_stop_line(content.body))
     address = contact.address_for(channel)
     if not address:
         raise MessageRequestError({"channel": [f"The contact has no {channel} address."]})
@@ -162,6 +192,7 @@ def message_create(
             has_body=bool(content.body.strip()),
             has_content_sid=bool(content.content_sid),
             has_template=template is not None,
+            topic=topic,
         )
     message = Message(
         id=message_id,
@@ -180,6 +211,7 @@ def message_create(
         request_fingerprint=fingerprint,
         source=source,
         category=category,
+        topic=topic,
         metadata=metadata or {},
         queued_at=now,
         next_attempt_at=decision.hold_until or now,

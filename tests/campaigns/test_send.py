@@ -66,7 +66,8 @@ def test_sends_each_recipient_once_through_the_provider(staff, simulator, send):
     assert messages_per_contact(broadcast) == {"p-0": 1, "p-1": 1, "p-2": 1}
     received = simulator.messages(channel="sms", direction="outbound")
     assert sorted(m["to"] for m in received) == sorted(c.phone for c in contacts)
-    assert received[0]["body"] == "Hi Ada, our sale starts now!"
+    # (a marketing SMS: the opt-out line follows the template's text)
+    assert received[0]["body"] == "Hi Ada, our sale starts now!\nReply STOP to opt out"
     row = BroadcastRecipient.objects.select_related("message").get(contact=contacts[0])
     assert row.channel == "sms" and row.message.status == "sent"
     assert row.message.idempotency_key == f"broadcast:{broadcast.pk}:{contacts[0].pk}:sms"

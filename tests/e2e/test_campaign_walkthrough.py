@@ -267,8 +267,9 @@ def test_a_campaign_from_csv_to_report(live_stack, page: Page, js_errors, tmp_pa
         m["to"] for m in outbound if m["to"] not in (TEST_PHONE, "mara@example.com")
     )
     assert to_customers == ["+6281234560001", "+6281234560002", "sari@example.com"]
+    # A marketing SMS ends with the opt-out line (SMS_STOP_LINE); the test send above did not.
     assert [m["body"] for m in sim.messages(to="+6281234560001")] == [
-        "Hi Dewi, our rainy-season sale starts today!"
+        "Hi Dewi, our rainy-season sale starts today!\nReply STOP to opt out"
     ]
     page.goto(f"{sim.url}/")
     expect(page.locator("article.card", has_text="+6281234560002")).to_contain_text(

@@ -198,7 +198,7 @@ def test_marketing_sms_in_quiet_hours_is_held_until_morning_across_dst(simulator
     assert (sent["channel"], sent["to"], sent["body"]) == (
         "sms",
         "+14155552671",
-        "Spring sale starts now!",
+        "Spring sale starts now!\nReply STOP to opt out",  # marketing: the opt-out line
     )
     message = Message.objects.get(contact=contact)
     assert (message.status, message.category) == ("sent", "marketing")
@@ -369,7 +369,7 @@ def test_frequency_cap_hold_waits_until_the_oldest_message_ages_out(
     assert Enrollment.objects.get(contact=contact).state == "waiting"
     advance(release)
 
-    assert [m["body"] for m in simulator.messages()] == ["Another offer"]
+    assert [m["body"] for m in simulator.messages()] == ["Another offer\nReply STOP to opt out"]
     enrollment.refresh_from_db()
     assert enrollment.state == "completed"
 
@@ -463,7 +463,7 @@ def test_frequency_cap_skip_leaves_the_reason_on_the_timeline(capped, simulator,
         ingest(contact)
 
     assert simulator.messages() == []
-    assert not Message.objects.filter(contact=contact, body="Another offer").exists()
+    assert not Message.objects.filter(contact=contact, body__startswith="Another offer").exists()
     [skipped] = touchpoints(contact, "send_skipped")
     assert skipped.channel == "sms"
     assert skipped.data["reason"] == "frequency cap: 2 marketing messages per 24 h"
@@ -482,7 +482,7 @@ def test_below_the_cap_sends(capped, simulator, ingest):
     with time_machine.travel(MIDDAY, tick=False):
         ingest(contact)
 
-    assert [m["body"] for m in simulator.messages()] == ["Another offer"]
+    assert [m["body"] for m in simulator.messages()] == ["Another offer\nReply STOP to opt out"]
 
 
 # --- WhatsApp 24-hour window -----------------------------------------------------------

@@ -28,7 +28,7 @@ from audit.services import audit_record
 from campaigns.models import Broadcast, BroadcastRecipient
 from journeys.models import Enrollment, Journey
 from journeys.staff_groups import GROUPS, ensure_staff_groups
-from messaging.models import Consent, ConsentChange, Contact, Conversation, Message
+from messaging.models import Consent, ConsentChange, Contact, Conversation, Message, Topic
 from tests.factories import TemplateFactory
 
 from .world import ALL, NOBODY, ROLES, SUPERUSER, World, assert_untouched, fresh, login, snapshot
@@ -60,6 +60,10 @@ SELECT: dict[str, Callable[[World], Any]] = {
     "messaging.message": lambda w: w.message,
     "messaging.touchpoint": lambda w: w.message.touchpoints.first(),
     "messaging.apikey": lambda w: w.api_key,
+    # Subscription topics: Marketing adds and changes them; deleting is for superusers.
+    "messaging.topic": lambda w: Topic.objects.get_or_create(
+        slug="matrix-topic", defaults={"name": "Matrix topic"}
+    )[0],
     # (a contact with messages cannot be deleted by anyone: messages are a log)
     "messaging.contact": lambda w: w.test_contact,
     "journeys.journey": lambda w: w.draft_journey,
@@ -202,6 +206,10 @@ ACTIONS: dict[tuple[str, str], ActionRow] = {
     # Broadcasts have no bulk actions (a launched one is history; drafts are deleted from
     # their page), so not even superusers are offered delete_selected.
     ("campaigns.broadcast", "delete_selected"): ActionRow(NOBODY),
+    # A topic is deleted by superusers only (SELECT makes it, so "gone" is checked by slug).
+    ("messaging.topic", "delete_selected"): ActionRow(
+        SUPERUSER, effect=lambda w: not Topic.objects.filter(slug="matrix-topic").exists()
+    ),
 }
 
 

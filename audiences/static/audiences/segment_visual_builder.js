@@ -1,7 +1,7 @@
 /*
  * The segment's visual builder: "Match all / any of" a list of simple conditions (contact
- * field, attribute, reachable on a channel, did / did not do an event within N days, in
- * another segment), kept in step with the JSON definition textarea. Editing a row rewrites
+ * field, attribute, reachable on a channel, subscribed to / unsubscribed from a topic, did /
+ * did not do an event within N days, in another segment), kept in step with the JSON definition textarea. Editing a row rewrites
  * the JSON (and the live count follows: segment_builder.js listens to the textarea); editing
  * the JSON by hand redraws the rows when the builder can show it, else says to keep editing
  * the JSON (nesting, counts, property filters). The server validates either way.
@@ -14,6 +14,8 @@
     ["field", "Contact field"],
     ["attribute", "Attribute"],
     ["reachable", "Reachable on"],
+    ["topic_subscribed", "Subscribed to topic"],
+    ["topic_unsubscribed", "Unsubscribed from topic"],
     ["did", "Did event"],
     ["did_not", "Did not do event"],
     ["segment", "In segment"],
@@ -82,6 +84,13 @@
     }
     if (keys === "reachable") return { kind: "reachable", name: c.reachable };
     if (keys === "segment") return { kind: "segment", name: c.segment };
+    if (keys === "topic" || keys === "status,topic") {
+      if (c.status !== undefined && c.status !== "subscribed" && c.status !== "unsubscribed") {
+        return null;
+      }
+      const kind = c.status === "unsubscribed" ? "topic_unsubscribed" : "topic_subscribed";
+      return { kind, name: c.topic };
+    }
     if ("event" in c) {
       const rest = Object.keys(c).filter((k) => !["event", "within_days", "count"].includes(k));
       if (rest.length) return null;
@@ -122,6 +131,8 @@
     }
     if (row.kind === "reachable") return { reachable: row.name };
     if (row.kind === "segment") return { segment: row.name };
+    if (row.kind === "topic_subscribed") return { topic: row.name, status: "subscribed" };
+    if (row.kind === "topic_unsubscribed") return { topic: row.name, status: "unsubscribed" };
     const c = { event: row.name };
     const days = parseInt(row.days, 10);
     if (!Number.isNaN(days)) c.within_days = days;
@@ -153,6 +164,9 @@
       }
       if (row.kind === "segment") {
         return select("segment", options.segments.map((s) => [s.slug, s.name]), row.name);
+      }
+      if (row.kind === "topic_subscribed" || row.kind === "topic_unsubscribed") {
+        return select("topic", (options.topics || []).map((t) => [t.slug, t.name]), row.name);
       }
       const placeholder = row.kind === "attribute" ? "attribute, e.g. plan" : "event, e.g. order.completed";
       return input(row.kind === "attribute" ? "attribute" : "event", row.name, { placeholder });
@@ -186,7 +200,9 @@
         return node ? node.value : undefined;
       };
       const kind = get("kind");
-      const name = get("field") || get("attribute") || get("channel") || get("segment") || get("event") || "";
+      const name =
+        get("field") || get("attribute") || get("channel") || get("topic") || get("segment") ||
+        get("event") || "";
       return { kind, name, op: get("op"), value: get("value"), days: get("days") };
     }
 
