@@ -4,6 +4,7 @@ failure-injection panel. Self-contained (inline CSS/JS); every value goes throug
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,18 @@ if TYPE_CHECKING:
 
 EMAIL_ACTIONS = (("open", "open"), ("click", "click"), ("unsubscribe", "unsubscribe"))
 FAILED = ("failed", "undelivered", "bounce", "dropped", "spamreport")
+# Links in a message body, as a phone makes them tappable (matched in the escaped text).
+LINK = re.compile(r"https?://(?:(?!&quot;|&#x27;|&lt;|&gt;)[^\s<>\"'])+")
+
+
+def _linked(body: str) -> str:
+    """The body, escaped, with its http(s) links clickable (opening in a new tab)."""
+    return LINK.sub(
+        lambda m: f'<a class=link href="{m.group(0)}" target=_blank rel="noopener noreferrer">'
+        f"{m.group(0)}</a>",
+        escape(body),
+    )
+
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;background:#f3f4f6;
@@ -148,7 +161,7 @@ def _message(record: Record) -> str:
     if record.get("subject"):
         parts.append(f"<div class=subject>{escape(record['subject'])}</div>")
     if record.get("body"):
-        parts.append(f"<pre class=body>{escape(record['body'])}</pre>")
+        parts.append(f"<pre class=body>{_linked(record['body'])}</pre>")
     if record.get("content_sid"):
         variables = json.dumps(record.get("content_variables") or {}, ensure_ascii=False)
         parts.append(

@@ -640,6 +640,24 @@ def test_twilio_fetch_unknown_sid_is_a_20404(sim: Simulator) -> None:
     }
 
 
+def test_page_makes_links_in_bodies_clickable_and_keeps_them_escaped(sim: Simulator) -> None:
+    twilio_client(sim).messages.create(
+        to=CUSTOMER,
+        from_=SMS_FROM,
+        body='Shop: https://t.example/l/Ab9?x=1&y=2 or "https://t.example/q" <b>now</b>',
+    )
+
+    page = requests.get(sim.url + "/", timeout=5).text
+
+    assert (
+        '<a class=link href="https://t.example/l/Ab9?x=1&amp;y=2" target=_blank '
+        'rel="noopener noreferrer">https://t.example/l/Ab9?x=1&amp;y=2</a>'
+    ) in page
+    # a quoted link ends before the quote; the markup around it stays text
+    assert 'href="https://t.example/q"' in page
+    assert "&lt;b&gt;now&lt;/b&gt;" in page and "<b>now</b>" not in page
+
+
 def test_twilio_list_filters_by_to_from_and_date_sent_and_pages(sim: Simulator) -> None:
     from datetime import UTC, datetime, timedelta
 
