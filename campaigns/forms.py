@@ -9,6 +9,7 @@ from django import forms
 from django.contrib.admin import widgets as admin_widgets
 
 from channels_app.channels import Channel
+from messaging.conversion import ConversionEventsFormField
 
 from . import drafts
 from .errors import BroadcastError
@@ -81,6 +82,7 @@ class BroadcastForm(forms.ModelForm):
         help_text="Tried in this order: a contact who cannot get the first (no address, no "
         "consent, no template) gets the next.",
     )
+    conversion_events = ConversionEventsFormField()
 
     class Meta:
         model = Broadcast
@@ -102,8 +104,10 @@ class BroadcastForm(forms.ModelForm):
             "quiet_hours_start",
             "quiet_hours_end",
             "frequency_cap_action",
-            "goal_event",
-            "goal_window_hours",
+            "conversion_events",
+            "conversion_window_hours",
+            "revenue_property",
+            "attribution_model",
         ]
         widgets = {"send_mode": forms.RadioSelect}
 
@@ -120,8 +124,7 @@ class BroadcastForm(forms.ModelForm):
             "exclude_segments": "…except contacts in any of these",
             "throttle_per_minute": "At most (messages per minute)",
             "end_at": "Stop sending at",
-            "goal_event": "Goal event (a conversion)",
-            "goal_window_hours": "Counted within (hours after the send)",
+            "conversion_window_hours": "Counted within (hours after the send)",
         }
         for name, label in labels.items():
             if name in self.fields:

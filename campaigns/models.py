@@ -76,10 +76,6 @@ class Broadcast(ConversionSettings):
     frequency_cap_action = models.CharField(
         max_length=8, choices=CapAction.choices, default=CapAction.HOLD
     )
-    goal_event = models.CharField(
-        max_length=120, blank=True, help_text="A conversion: this event after the send."
-    )
-    goal_window_hours = models.PositiveIntegerField(default=72)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -102,6 +102,19 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Conversion",
+            {
+                "fields": (
+                    "conversion_events",
+                    ("conversion_window_hours", "attribution_model"),
+                    "revenue_property",
+                ),
+                "description": "An event named here, within the window after one of this "
+                "journey's messages, is a conversion credited to that message (last click, else "
+                "last delivered: docs/ATTRIBUTION.md). Editable while live: it changes no send.",
+            },
+        ),
         ("Results", {"fields": ("stats",)}),
     )
 

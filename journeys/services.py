@@ -11,15 +11,17 @@ from django.db.models import Min
 from django.utils import timezone
 
 from audiences.dirty import contacts_mark_changed
+from messaging.conversion import CONVERSION_FIELDS
 from messaging.models import Contact, Direction
 from messaging.services import idempotent_replay, touchpoint_record
 
+from . import event_hooks
 from .conditions import filter_matches
 from .ending import enrollment_end, journey_touchpoint
 from .event_effects import _convert, _exit, _wake
 from .keyed import entry_key_value
 from .models import Enrollment, Event, Journey, Step
-from .selectors import journey_events_in_use, unmatched_event_warning
+from .selectors import event_name_unused, unmatched_event_warning
 
 logger = logging.getLogger(__name__)
 LIVE = Enrollment.LIVE_STATES
@@ -103,9 +105,10 @@ def _apply_event(
 ) -> list[int]:
     """What an event does, in the caller's transaction: its touchpoint, goal conversions,
     exit conditions (after the goals: a goal wins), waiting enrollments woken, new
-    enrollments (journeys.event_effects); the result and processed_at stored on the
-    event. Returns the enrollments to advance (the caller kicks them on commit). `journeys`
-    caches the active journeys per event name across a batch."""
+    enrollments (journeys.event_effects), the hooks of higher apps (journeys.event_hooks:
+    attribution); the result and processed_at stored on the event. Returns the enrollments
+    to advance (the caller kicks them on commit). `journeys` caches the active journeys per
+    event name across a batch."""
     touchpoint_record(
         contact_id=event.contact_id,
         kind="event",
@@ -128,16 +131,18 @@ def _apply_event(
         enrollment = enrollment_start(journey=journey, contact=event.contact, event=event, now=now)
         if enrollment is not None:
             entered.append({"journey": journey.slug, "enrollment": enrollment.pk})
+    extra = event_hooks.run(event, now)
     event.result = {
         "enrolled": entered,
         "converted": converted,
         "exited": exited,
         "resumed": woken,
+        **extra,
     }
     if (
         event.source == Event.Source.API
-        and not (entered or converted or exited or woken)
-        and event.name not in journey_events_in_use()
+        and not (entered or converted or exited or woken or extra)
+        and event_name_unused(event.name)
     ):
         event.result["warnings"] = [unmatched_event_warning(event.name)]
     event.processed_at = now
@@ -424,6 +429,7 @@ def journey_copy(*, journey: Journey, slug: str | None = None, name: str | None 
             quiet_hours_start=journey.quiet_hours_start,
             quiet_hours_end=journey.quiet_hours_end,
             frequency_cap_action=journey.frequency_cap_action,
+            **{name: getattr(journey, name) for name in CONVERSION_FIELDS},
             version=version,
         )
         Step.objects.bulk_create(
