@@ -27,7 +27,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.functions import Coalesce
 
 from journeys.models import Event
@@ -87,6 +87,24 @@ def _owned_since(owners: list[Owner], at: dt.datetime, prefix: str) -> Q:
     return condition
 
 
+# What a credit copies from the message (lookups from Message), in this order.
+CREDIT = (
+    "journey_link__journey_id",
+    "journey_link__step_id",
+    "broadcast_recipient__broadcast_id",
+    "template_id",
+    "channel",
+)
+
+
+def _credit(rows: Any) -> dict[str, Any] | None:
+    row = next(iter(rows), None)
+    if row is None:
+        return None
+    keys = ("message_id", "touched", "journey", "step", "broadcast", "template", "channel")
+    return dict(zip(keys, row, strict=True))
+
+
 def _latest_click(event: Event, owners: list[Owner]) -> dict[str, Any] | None:
     at = event.occurred_at
     longest = max(owner.window_hours for owner in owners)
@@ -102,17 +120,9 @@ def _latest_click(event: Event, owners: list[Owner]) -> dict[str, Any] | None:
         .annotate(sent=Coalesce("message__sent_at", "message__created_at"))
         .filter(_owned_since(owners, at, "message__"))
         .order_by("-occurred_at", "-id")
-        .values(
-            "message_id",
-            touched=F("occurred_at"),
-            journey=F("message__journey_link__journey_id"),
-            step=F("message__journey_link__step_id"),
-            broadcast=F("message__broadcast_recipient__broadcast_id"),
-            template=F("message__template_id"),
-            channel=F("message__channel"),
-        )[:1]
+        .values_list("message_id", "occurred_at", *(f"message__{f}" for f in CREDIT))[:1]
     )
-    return next(iter(rows), None)
+    return _credit(rows)
 
 
 def _latest_delivery(event: Event, owners: list[Owner]) -> dict[str, Any] | None:
@@ -129,17 +139,9 @@ def _latest_delivery(event: Event, owners: list[Owner]) -> dict[str, Any] | None
         )
         .filter(_owned_since(owners, at, ""), touched__lte=at)
         .order_by("-touched", "-created_at")
-        .values(
-            "touched",
-            "channel",
-            message_id=F("id"),
-            journey=F("journey_link__journey_id"),
-            step=F("journey_link__step_id"),
-            broadcast=F("broadcast_recipient__broadcast_id"),
-            template=F("template_id"),
-        )[:1]
+        .values_list("id", "touched", *CREDIT)[:1]
     )
-    return next(iter(rows), None)
+    return _credit(rows)
 
 
 def attribute_event(event: Event, now: dt.datetime) -> dict[str, Any] | None:
