@@ -192,6 +192,8 @@ def _journey_post(**fields):
         "quiet_hours_start": "21:00",
         "quiet_hours_end": "08:00",
         "frequency_cap_action": "hold",
+        "conversion_window_hours": "72",
+        "attribution_model": "last_click",
         "steps-TOTAL_FORMS": "0",
         "steps-INITIAL_FORMS": "0",
         "steps-MIN_NUM_FORMS": "0",
