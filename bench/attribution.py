@@ -135,7 +135,7 @@ def reset_events() -> None:
         for pk in Contact.objects.order_by("pk").values_list("pk", flat=True)
     )
     with connection.cursor() as cur:
-        cur.execute("VACUUM ANALYZE")
+        cur.execute("ANALYZE journeys_event, messaging_touchpoint, insights_conversion")
 
 
 class QueryCounter:

@@ -17,7 +17,7 @@ Rules (docs/ATTRIBUTION.md):
   changes nothing (the insert and the touchpoint ignore conflicts).
 
 Cost: nothing but a cached dict lookup for an event no owner counts; otherwise one indexed
-query for the latest click, one for the latest delivery when no click won, and two inserts."""
+query (the latest click and the latest delivery, as one UNION ALL) and two inserts."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import F, IntegerField, Q, Value
 from django.db.models.functions import Coalesce
 
 from journeys.models import Event
@@ -97,18 +97,23 @@ CREDIT = (
 )
 
 
-def _credit(rows: Any) -> dict[str, Any] | None:
-    row = next(iter(rows), None)
-    if row is None:
-        return None
-    keys = ("message_id", "touched", "journey", "step", "broadcast", "template", "channel")
-    return dict(zip(keys, row, strict=True))
+# The credit row: the same columns in the same order in both halves of the UNION (all
+# annotations, so the SELECT lists them in this order).
+COLUMNS = ("c_rank", "c_message", "c_touched", "c_journey", "c_step", "c_broadcast")
+COLUMNS += ("c_template", "c_channel")
 
 
-def _latest_click(event: Event, owners: list[Owner]) -> dict[str, Any] | None:
+def _columns(rank: int, message: str, touched: str, prefix: str) -> dict[str, Any]:
+    values = [Value(rank, output_field=IntegerField()), F(message), F(touched)]
+    values += [F(prefix + name) for name in CREDIT]
+    return dict(zip(COLUMNS, values, strict=True))
+
+
+def _clicks(event: Event, owners: list[Owner]):
+    """Human clicks on these owners' eligible messages, as credit rows ranked 1."""
     at = event.occurred_at
     longest = max(owner.window_hours for owner in owners)
-    rows = (
+    return (
         Touchpoint.objects.filter(
             contact_id=event.contact_id,
             kind=TouchpointKind.CLICKED,
@@ -119,15 +124,16 @@ def _latest_click(event: Event, owners: list[Owner]) -> dict[str, Any] | None:
         )
         .annotate(sent=Coalesce("message__sent_at", "message__created_at"))
         .filter(_owned_since(owners, at, "message__"))
-        .order_by("-occurred_at", "-id")
-        .values_list("message_id", "occurred_at", *(f"message__{f}" for f in CREDIT))[:1]
+        .order_by()
+        .annotate(**_columns(1, "message_id", "occurred_at", "message__"))
+        .values_list(*COLUMNS)
     )
-    return _credit(rows)
 
 
-def _latest_delivery(event: Event, owners: list[Owner]) -> dict[str, Any] | None:
+def _deliveries(event: Event, owners: list[Owner]):
+    """Deliveries of these owners' eligible messages, as credit rows ranked 0."""
     at = event.occurred_at
-    rows = (
+    return (
         Message.objects.filter(
             contact_id=event.contact_id,
             direction=Direction.OUTBOUND,
@@ -138,10 +144,25 @@ def _latest_delivery(event: Event, owners: list[Owner]) -> dict[str, Any] | None
             sent=Coalesce("sent_at", "created_at"), touched=Coalesce("delivered_at", "read_at")
         )
         .filter(_owned_since(owners, at, ""), touched__lte=at)
-        .order_by("-touched", "-created_at")
-        .values_list("id", "touched", *CREDIT)[:1]
+        .order_by()
+        .annotate(**_columns(0, "id", "touched", ""))
+        .values_list(*COLUMNS)
     )
-    return _credit(rows)
+
+
+def _best_touch(event: Event, owners: list[Owner]) -> tuple[str, dict[str, Any]] | None:
+    """The winning (touch, credit) in one query: clicks of last-click owners rank above every
+    delivery, then the latest touch wins."""
+    clickers = [o for o in owners if o.model == AttributionModel.LAST_CLICK]
+    candidates = _deliveries(event, owners)
+    if clickers:
+        candidates = _clicks(event, clickers).union(candidates, all=True)
+    row = next(iter(candidates.order_by("-c_rank", "-c_touched")[:1]), None)
+    if row is None:
+        return None
+    keys = ("message_id", "touched", "journey", "step", "broadcast", "template", "channel")
+    touch = Conversion.Touch.CLICKED if row[0] == 1 else Conversion.Touch.DELIVERED
+    return touch, dict(zip(keys, row[1:], strict=True))
 
 
 def attribute_event(event: Event, now: dt.datetime) -> dict[str, Any] | None:
@@ -151,12 +172,10 @@ def attribute_event(event: Event, now: dt.datetime) -> dict[str, Any] | None:
     if not owners:
         return None
     owners = list(owners)
-    clickers = [o for o in owners if o.model == AttributionModel.LAST_CLICK]
-    touch, found = Conversion.Touch.CLICKED, _latest_click(event, clickers) if clickers else None
-    if found is None:
-        touch, found = Conversion.Touch.DELIVERED, _latest_delivery(event, owners)
-    if found is None:
+    best = _best_touch(event, owners)
+    if best is None:
         return None
+    touch, found = best
     kind, owner_id = (
         ("journey", found["journey"]) if found["journey"] else ("broadcast", found["broadcast"])
     )
