@@ -287,3 +287,16 @@ def test_goals_become_conversion_events():
     assert not hasattr(a, "goal_event")
     assert Journey.objects.get(pk=goal.pk).conversion_events == ["onboarding.completed"]
     assert Journey.objects.get(pk=kept.pk).conversion_events == ["own.event"]
+
+
+def test_a_new_version_keeps_the_conversion_settings():
+    from journeys.services import journey_copy
+
+    j = journey("winback", events=["order.completed"], window=24, model="last_touch")
+    copy = journey_copy(journey=j)
+    assert (copy.version, copy.conversion_events, copy.conversion_window_hours) == (
+        2,
+        ["order.completed"],
+        24,
+    )
+    assert (copy.attribution_model, copy.revenue_property) == ("last_touch", "total")
