@@ -27,6 +27,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, IntegerField, Q, Value
 from django.db.models.functions import Coalesce
 
@@ -35,6 +36,7 @@ from messaging.conversion import AttributionModel
 from messaging.models import Direction, Message, Touchpoint, TouchpointKind
 from messaging.services.touchpoints import touchpoint_record
 
+from .attribution_sql import attribute_sql
 from .models import Conversion
 from .selectors import Owner, conversion_owners
 
@@ -172,6 +174,8 @@ def attribute_event(event: Event, now: dt.datetime) -> dict[str, Any] | None:
     if not owners:
         return None
     owners = list(owners)
+    if connection.vendor == "postgresql":
+        return _attribute_in_one_statement(event, now, owners)
     best = _best_touch(event, owners)
     if best is None:
         return None
@@ -229,3 +233,44 @@ def attribute_event(event: Event, now: dt.datetime) -> dict[str, Any] | None:
         dedupe_key=f"conversion:{event.pk}",
     )
     return {"conversion": {"message": str(found["message_id"]), **credit}}
+
+
+def _attribute_in_one_statement(
+    event: Event, now: dt.datetime, owners: list[Owner]
+) -> dict[str, Any] | None:
+    properties = event.properties if isinstance(event.properties, dict) else {}
+    revenue = {
+        (o.kind, o.id): revenue_parse(properties.get(o.revenue_property))
+        if o.revenue_property
+        else None
+        for o in owners
+    }
+    currency = currency_parse(properties.get("currency"))
+    row = attribute_sql(
+        event_id=event.pk,
+        event_name=event.name,
+        contact_id=event.contact_id,
+        at=event.occurred_at,
+        now=now,
+        owners=owners,
+        clickers=[o for o in owners if o.model == AttributionModel.LAST_CLICK],
+        revenue=revenue,
+        currency=currency,
+    )
+    if row is None:
+        return None
+    rank, message_id, _touched, journey, step, broadcast, model, amount = row
+    return {
+        "conversion": {
+            "message": str(message_id),
+            "event": event.name,
+            "event_id": event.pk,
+            "journey": journey,
+            "step": step,
+            "broadcast": broadcast,
+            "model": model,
+            "touch": Conversion.Touch.CLICKED if rank == 1 else Conversion.Touch.DELIVERED,
+            "revenue": str(amount) if amount is not None else None,
+            "currency": currency,
+        }
+    }
