@@ -16,8 +16,9 @@ Rules (docs/ATTRIBUTION.md):
 - Once per event: the unique constraint on Conversion.event; a replayed or re-applied event
   changes nothing (the insert and the touchpoint ignore conflicts).
 
-Cost: nothing but a cached dict lookup for an event no owner counts; otherwise one indexed
-query (the latest click and the latest delivery, as one UNION ALL) and two inserts."""
+Cost: nothing but a cached dict lookup for an event no owner counts; otherwise, on
+PostgreSQL, one statement (insights.attribution_sql); elsewhere one indexed query (the latest
+click and the latest delivery, as one UNION ALL) and two inserts."""
 
 from __future__ import annotations
 

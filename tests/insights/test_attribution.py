@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -29,6 +30,17 @@ from .attribution_helpers import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=["one_statement", "orm"])
+def path(request, monkeypatch):
+    """Every test runs on both paths: PostgreSQL's single statement (insights.attribution_sql)
+    and the ORM queries SQLite uses (chosen by the connection's vendor)."""
+    from django.db import connection
+
+    if request.param == "orm" or connection.vendor != "postgresql":
+        monkeypatch.setattr("insights.attribution.connection", SimpleNamespace(vendor="sqlite"))
+    return request.param
 
 
 def only_conversion() -> Conversion:
