@@ -108,18 +108,6 @@ def attribute_sql(
     ON CONFLICT (dedupe_key) DO NOTHING
 )
 SELECT rank, message_id, touched, journey_id, step_id, broadcast_id, model, revenue FROM owned"""  # noqa: S608
-    return _run_prepared(sql, params)
-
-
-def _run_prepared(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    """Run as a server-side prepared statement (psycopg prepares it once per connection and
-    SQL text; its planning was three quarters of its cost). Django's cursor binds on the
-    client and cannot prepare, so this uses psycopg's own cursor on Django's connection, in
-    its transaction, with Django's error wrapping (a lost connection stays an
-    OperationalError the event sweeper retries). Not seen by Django's query log/counters."""
-    import psycopg
-
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         return cursor.fetchone()
