@@ -80,7 +80,18 @@ class BroadcastAdmin(admin.ModelAdmin):
                 "WhatsApp; held messages go out when they end (unless past “Stop sending at”).",
             },
         ),
-        ("Goal", {"fields": ("goal_event", "goal_window_hours")}),
+        (
+            "Conversion",
+            {
+                "fields": (
+                    "conversion_events",
+                    ("conversion_window_hours", "attribution_model"),
+                    "revenue_property",
+                ),
+                "description": "An event named here, within the window after a recipient's "
+                "message, is a conversion credited to that message (docs/ATTRIBUTION.md).",
+            },
+        ),
     )
     launched_fieldsets = (
         (

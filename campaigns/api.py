@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from audiences.models import Segment
 from audit.services import audit_record, audit_snapshot
 from messaging.api.common import Conflict, NewestFirstPagination, paginated
+from messaging.conversion import conversion_input_fields
 from messaging.models import Template, Topic
 from messaging.serializers import StrictSerializer
 
@@ -46,8 +47,9 @@ BROADCAST_EXAMPLE = OpenApiExample(
         "local_send_date": "2027-11-26",
         "local_send_time": "10:00",
         "throttle_per_minute": 600,
-        "goal_event": "order.completed",
-        "goal_window_hours": 72,
+        "conversion_events": ["order.completed"],
+        "conversion_window_hours": 72,
+        "revenue_property": "total",
     },
     request_only=True,
 )
@@ -110,8 +112,10 @@ class BroadcastOutput(serializers.ModelSerializer):
             "quiet_hours_start",
             "quiet_hours_end",
             "frequency_cap_action",
-            "goal_event",
-            "goal_window_hours",
+            "conversion_events",
+            "conversion_window_hours",
+            "revenue_property",
+            "attribution_model",
             "recipient_count",
             "created_at",
             "updated_at",
@@ -202,10 +206,7 @@ def _fields(required: bool) -> dict[str, serializers.Field]:
         "quiet_hours_start": serializers.TimeField(**opt),
         "quiet_hours_end": serializers.TimeField(**opt),
         "frequency_cap_action": serializers.ChoiceField(choices=Broadcast.CapAction.choices, **opt),
-        "goal_event": serializers.CharField(max_length=120, allow_blank=True, **opt),
-        "goal_window_hours": serializers.IntegerField(
-            min_value=1, max_value=drafts.MAX_GOAL_WINDOW_HOURS, **opt
-        ),
+        **conversion_input_fields(),
     }
 
 
@@ -349,8 +350,8 @@ class ExperimentOutput(serializers.Serializer):
 class ReportOutput(serializers.Serializer):
     broadcast = serializers.CharField()
     status = serializers.CharField()
-    goal_event = serializers.CharField()
-    goal_window_hours = serializers.IntegerField()
+    conversion_events = serializers.ListField(child=serializers.CharField())
+    conversion_window_hours = serializers.IntegerField()
     totals = _Counts()
     channels = ReportChannelOutput(many=True)
     states = serializers.DictField(child=serializers.IntegerField())

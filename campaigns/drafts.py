@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audiences.models import Segment
 from channels_app.channels import Channel
+from messaging.conversion import conversion_errors
 from messaging.models import Template
 
 from .errors import BroadcastError
@@ -24,7 +25,6 @@ from .services import launch_errors
 PREFERRED = "preferred"
 CHANNEL_CHOICES = (PREFERRED, *Channel.values)
 MAX_THROTTLE = 100_000
-MAX_GOAL_WINDOW_HOURS = 24 * 90
 
 # The fields a draft's writer accepts (segments by object, the rest as model values).
 FIELDS = (
@@ -50,8 +50,10 @@ FIELDS = (
     "quiet_hours_start",
     "quiet_hours_end",
     "frequency_cap_action",
-    "goal_event",
-    "goal_window_hours",
+    "conversion_events",
+    "conversion_window_hours",
+    "revenue_property",
+    "attribution_model",
 )
 
 
@@ -110,9 +112,9 @@ def broadcast_validate(
     throttle = values.get("throttle_per_minute")
     if throttle is not None and not 1 <= throttle <= MAX_THROTTLE:
         errors.add("throttle_per_minute", f"Between 1 and {MAX_THROTTLE} (empty: no limit).")
-    window = values.get("goal_window_hours")
-    if window is not None and not 1 <= window <= MAX_GOAL_WINDOW_HOURS:
-        errors.add("goal_window_hours", f"Between 1 and {MAX_GOAL_WINDOW_HOURS} hours.")
+    for name, messages in conversion_errors(values).items():
+        for message in messages:
+            errors.add(name, message)
     if values.get("category") not in Broadcast.Category.values:
         errors.add("category", f"Choose one of: {', '.join(Broadcast.Category.values)}.")
     # What the launch will refuse (a send time already passed, …), said now rather than at

@@ -9,6 +9,7 @@ from django import forms
 from django.contrib.admin import widgets as admin_widgets
 
 from channels_app.channels import Channel
+from messaging.conversion import ConversionEventsFormField
 
 from . import drafts
 from .errors import BroadcastError
@@ -121,6 +122,7 @@ class BroadcastForm(forms.ModelForm):
         help_text="Optional: 2–5 lines of “template-family weight”; each recipient gets one, "
         "in proportion to the weights (instead of the template family above).",
     )
+    conversion_events = ConversionEventsFormField()
 
     class Meta:
         model = Broadcast
@@ -148,8 +150,10 @@ class BroadcastForm(forms.ModelForm):
             "quiet_hours_start",
             "quiet_hours_end",
             "frequency_cap_action",
-            "goal_event",
-            "goal_window_hours",
+            "conversion_events",
+            "conversion_window_hours",
+            "revenue_property",
+            "attribution_model",
         ]
         widgets = {"send_mode": forms.RadioSelect}
 
@@ -172,8 +176,7 @@ class BroadcastForm(forms.ModelForm):
             "winner_after_hours": "…then send the winner to the rest after (hours)",
             "winner_metric": "…the winner being the best by",
             "holdout_percent": "Holdout (% never sent, to measure the uplift)",
-            "goal_event": "Goal event (a conversion)",
-            "goal_window_hours": "Counted within (hours after the send)",
+            "conversion_window_hours": "Counted within (hours after the send)",
         }
         for name, label in labels.items():
             if name in self.fields:

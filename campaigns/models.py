@@ -94,10 +94,6 @@ class Broadcast(ConversionSettings):
     frequency_cap_action = models.CharField(
         max_length=8, choices=CapAction.choices, default=CapAction.HOLD
     )
-    goal_event = models.CharField(
-        max_length=120, blank=True, help_text="A conversion: this event after the send."
-    )
-    goal_window_hours = models.PositiveIntegerField(default=72)
 
     # Experiments (campaigns/experiments.py): 2–5 message variants, each a template family
     # with a weight ([{"template_slug": "promo-a", "weight": 50}, …]; empty: template_slug

@@ -2,10 +2,13 @@
 overview of recent broadcasts. Aggregates only (GROUP BY in the database): a fixed number of
 queries whatever the number of recipients.
 
-Conversions are goal events after the send. Events belong to journeys, a sibling app that
-campaigns must not import; every ingested event is also a `kind="event"` touchpoint in
-messaging (journeys.services._apply_event writes it, with the event's name in `data`), so
-conversions are counted from the touchpoint log, which both apps already depend on.
+Conversions are the broadcast's conversion events within its window after the send (every
+such event after a recipient's message counts here, per recipient; insights' attribution
+credits each event to one message across journeys and broadcasts instead). Events belong
+to journeys, a sibling app that campaigns must not import; every ingested event is also a
+`kind="event"` touchpoint in messaging (journeys.services._apply_event writes it, with the
+event's name in `data`), so conversions are counted from the touchpoint log, which both apps
+already depend on.
 """
 
 from __future__ import annotations
@@ -75,13 +78,14 @@ def _engagement(broadcast: Broadcast) -> dict[str, Any]:
             )
         ),
     }
-    if broadcast.goal_event:
-        window = dt.timedelta(hours=broadcast.goal_window_hours)
+    events = [e for e in broadcast.conversion_events or [] if isinstance(e, str)]
+    if events:
+        window = dt.timedelta(hours=broadcast.conversion_window_hours)
         flags["_converted"] = Exists(
             Touchpoint.objects.filter(
                 contact_id=OuterRef("contact_id"),
                 kind="event",
-                data__name=broadcast.goal_event,
+                data__name__in=events,
                 occurred_at__gte=_outer_sent_time(),
                 occurred_at__lte=ExpressionWrapper(
                     _outer_sent_time() + Value(window, output_field=DurationField()),
@@ -151,8 +155,8 @@ def broadcast_report(*, broadcast: Broadcast) -> dict[str, Any]:
     return {
         "broadcast": broadcast.slug,
         "status": broadcast.status,
-        "goal_event": broadcast.goal_event,
-        "goal_window_hours": broadcast.goal_window_hours,
+        "conversion_events": list(broadcast.conversion_events or []),
+        "conversion_window_hours": broadcast.conversion_window_hours,
         "totals": {
             **totals,
             "delivery_rate": _rate(totals["delivered"], totals["sent"]),

@@ -311,6 +311,9 @@ IMPORT_STALL_SECONDS = env.float("IMPORT_STALL_SECONDS", default=600.0)
 # How long a process may reuse the set of event names active journeys use (to flag an event
 # that starts nothing); saving a journey or step drops it at once in the shared cache.
 JOURNEY_EVENTS_CACHE_SECONDS = env.float("JOURNEY_EVENTS_CACHE_SECONDS", default=5.0)
+# How long a process may reuse which journeys and broadcasts count which events as conversions
+# (insights.selectors); saving a journey or a broadcast drops it at once in the shared cache.
+ATTRIBUTION_CACHE_SECONDS = env.float("ATTRIBUTION_CACHE_SECONDS", default=5.0)
 SCHEDULER_BATCH_SIZE = env.int("SCHEDULER_BATCH_SIZE", default=200)
 # A claimed enrollment whose worker died is claimable again after this lease.
 SCHEDULER_LEASE_SECONDS = env.int("SCHEDULER_LEASE_SECONDS", default=60)

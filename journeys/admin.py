@@ -15,7 +15,7 @@ from audit.services import audit_record, audit_snapshot
 from messaging.admin import ContactAdmin
 from messaging.models import Contact
 
-from . import services
+from . import lifecycle, services
 from .dryrun import dry_run
 from .forms import KIND_FIELDS, DryRunForm, HoldoutPercentField, StepForm
 from .models import Enrollment, Event, Journey, Step, SurveyResponse
@@ -104,6 +104,19 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             },
         ),
         ("Experiment", {"fields": ("holdout_percent",)}),
+        (
+            "Conversion",
+            {
+                "fields": (
+                    "conversion_events",
+                    ("conversion_window_hours", "attribution_model"),
+                    "revenue_property",
+                ),
+                "description": "An event named here, within the window after one of this "
+                "journey's messages, is a conversion credited to that message (last click, else "
+                "last delivered: docs/ATTRIBUTION.md). Editable while live: it changes no send.",
+            },
+        ),
         ("Results", {"fields": ("stats",)}),
     )
 
@@ -214,7 +227,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
     @admin.action(description="Activate (after checking the journey)", permissions=["change"])
     def activate(self, request, queryset):
         for journey in queryset:
-            problems = services.journey_activate(journey=journey)
+            problems = lifecycle.journey_activate(journey=journey)
             if problems:
                 self.message_user(
                     request, f"{journey} not activated: " + " ".join(problems), messages.ERROR
@@ -225,7 +238,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
     @admin.action(description="Pause (running enrollments hold)", permissions=["change"])
     def pause(self, request, queryset):
         for journey in queryset:
-            services.journey_set_status(journey=journey, status=Journey.Status.PAUSED)
+            lifecycle.journey_set_status(journey=journey, status=Journey.Status.PAUSED)
         self.message_user(request, f"{queryset.count()} journey(s) paused.")
 
     @admin.action(
@@ -233,7 +246,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
     )
     def archive(self, request, queryset):
         for journey in queryset:
-            services.journey_set_status(journey=journey, status=Journey.Status.ARCHIVED)
+            lifecycle.journey_set_status(journey=journey, status=Journey.Status.ARCHIVED)
         self.message_user(request, f"{queryset.count()} journey(s) archived.")
 
     @admin.action(description="Duplicate as a new draft journey", permissions=["add"])
@@ -243,7 +256,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
             n = 2
             while Journey.objects.filter(slug=slug).exists():
                 slug, n = f"{journey.slug}-copy-{n}", n + 1
-            copy = services.journey_copy(journey=journey, slug=slug, name=f"{journey.name} (copy)")
+            copy = lifecycle.journey_copy(journey=journey, slug=slug, name=f"{journey.name} (copy)")
             self.message_user(
                 request,
                 format_html(
@@ -256,7 +269,7 @@ class JourneyAdmin(SortableAdminBase, admin.ModelAdmin):
     @admin.action(description="Create a new version (draft) to edit", permissions=["add"])
     def new_version(self, request, queryset):
         for journey in queryset:
-            copy = services.journey_copy(journey=journey)
+            copy = lifecycle.journey_copy(journey=journey)
             self.message_user(
                 request,
                 format_html(

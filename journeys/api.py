@@ -6,12 +6,7 @@ from typing import Any
 
 from django.db import models, transaction
 from django.db.models import F
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiParameter,
-    extend_schema,
-    inline_serializer,
-)
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,12 +14,13 @@ from rest_framework.views import APIView
 
 from messaging.api import Conflict, idempotency_key_from, resolve_contact
 from messaging.api.common import NewestFirstPagination, filter_time_range, paginated
+from messaging.conversion import CONVERSION_FIELDS
 from messaging.serializers import ContactRefInput, StrictSerializer
 from messaging.services import IdempotencyConflict, idempotent_replay, request_fingerprint
 
 from . import services
 from .models import Event, Journey, SurveyResponse
-from .selectors import journey_events_in_use, unmatched_event_warning
+from .selectors import event_name_unused, unmatched_event_warning
 from .stats import journey_stats
 
 BATCH_LIMIT = 1000
@@ -119,7 +115,7 @@ def event_warnings(event: Event) -> list[str]:
     journey uses its name at all."""
     if event.processed_at is not None:
         return (event.result or {}).get("warnings", [])
-    if event.source == Event.Source.API and event.name not in journey_events_in_use():
+    if event.source == Event.Source.API and event_name_unused(event.name):
         return [unmatched_event_warning(event.name)]
     return []
 
@@ -382,6 +378,7 @@ class JourneyOutput(serializers.ModelSerializer):
             "exit_match",
             "category",
             "holdout_percent",
+            *CONVERSION_FIELDS,
             "version",
             "created_at",
             "updated_at",

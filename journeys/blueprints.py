@@ -257,6 +257,9 @@ JOURNEYS: list[dict[str, Any]] = [
         "trigger_event": "order.completed",
         "entry_policy": Journey.EntryPolicy.EVERY_TIME,
         "category": Journey.Category.TRANSACTIONAL,
+        # A repeat order within three days of a message is credited to it (insights).
+        "conversion_events": ["order.completed"],
+        "revenue_property": "total",
         "steps": [
             {
                 "key": "thank-you",
@@ -322,6 +325,7 @@ JOURNEYS: list[dict[str, Any]] = [
         "as converted when onboarding.completed arrives.",
         "trigger_event": "user.signed_up",
         "goal_event": "onboarding.completed",
+        "conversion_events": ["onboarding.completed"],
         "entry_policy": Journey.EntryPolicy.ONCE,
         "category": Journey.Category.MARKETING,
         "steps": [
@@ -390,6 +394,8 @@ JOURNEYS: list[dict[str, Any]] = [
         "entry_key": "cart_id",
         "goal_event": "order.completed",
         "goal_match": {"cart_id": "trigger.cart_id"},
+        "conversion_events": ["order.completed"],
+        "revenue_property": "total",
         "exit_event": "cart.emptied",
         "exit_match": {"cart_id": "trigger.cart_id"},
         "category": Journey.Category.MARKETING,

@@ -33,6 +33,13 @@ def journey_events_in_use() -> frozenset[str]:
     return frozenset(names)
 
 
+def event_name_unused(name: str) -> bool:
+    """No active journey uses this event name, nor any registered hook (conversions)."""
+    from . import event_hooks
+
+    return name not in journey_events_in_use() and name not in event_hooks.names_in_use()
+
+
 def forget_journey_events_in_use(**_: object) -> None:
     cache.delete(EVENTS_IN_USE_CACHE_KEY)
 

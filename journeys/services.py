@@ -14,13 +14,14 @@ from audiences.dirty import contacts_mark_changed
 from messaging.models import Contact, Direction
 from messaging.services import idempotent_replay, touchpoint_record
 
+from . import event_hooks
 from .conditions import filter_matches
 from .ending import enrollment_end, journey_touchpoint
 from .event_effects import _convert, _exit, _wake
 from .experiments import in_holdout
 from .keyed import entry_key_value
-from .models import Enrollment, Event, Journey, Step
-from .selectors import journey_events_in_use, unmatched_event_warning
+from .models import Enrollment, Event, Journey
+from .selectors import event_name_unused, unmatched_event_warning
 
 logger = logging.getLogger(__name__)
 LIVE = Enrollment.LIVE_STATES
@@ -127,9 +128,10 @@ def _apply_event(
 ) -> list[int]:
     """What an event does, in the caller's transaction: its touchpoint, goal conversions,
     exit conditions (after the goals: a goal wins), waiting enrollments woken, new
-    enrollments (journeys.event_effects); the result and processed_at stored on the
-    event. Returns the enrollments to advance (the caller kicks them on commit). `journeys`
-    caches the active journeys per event name across a batch."""
+    enrollments (journeys.event_effects), the hooks of higher apps (journeys.event_hooks:
+    attribution); the result and processed_at stored on the event. Returns the enrollments
+    to advance (the caller kicks them on commit). `journeys` caches the active journeys per
+    event name across a batch."""
     touchpoint_record(
         contact_id=event.contact_id,
         kind="event",
@@ -152,16 +154,18 @@ def _apply_event(
         enrollment = enrollment_start(journey=journey, contact=event.contact, event=event, now=now)
         if enrollment is not None:
             entered.append({"journey": journey.slug, "enrollment": enrollment.pk})
+    extra = event_hooks.run(event, now)
     event.result = {
         "enrolled": entered,
         "converted": converted,
         "exited": exited,
         "resumed": woken,
+        **extra,
     }
     if (
         event.source == Event.Source.API
-        and not (entered or converted or exited or woken)
-        and event.name not in journey_events_in_use()
+        and not (entered or converted or exited or woken or extra)
+        and event_name_unused(event.name)
     ):
         event.result["warnings"] = [unmatched_event_warning(event.name)]
     event.processed_at = now
@@ -412,87 +416,3 @@ def enrollments_fast_forward(*, queryset) -> int:
         enrollment.save(update_fields=["context", "next_run_at", "wait_until", "updated_at"])
     kick(ids)
     return len(ids)
-
-
-# --- Building and launching journeys --------------------------------------------------
-
-
-def journey_copy(*, journey: Journey, slug: str | None = None, name: str | None = None) -> Journey:
-    """A draft copy with the same steps: a new version of the same slug when `slug` is None,
-    else a separate journey (the admin's "duplicate")."""
-    with transaction.atomic():
-        if slug is None:
-            latest = (
-                Journey.objects.filter(slug=journey.slug)
-                .order_by("-version")
-                .values_list("version", flat=True)
-                .first()
-            )
-            slug, version = journey.slug, (latest or 0) + 1
-        else:
-            version = 1
-        copy = Journey.objects.create(
-            name=name or journey.name,
-            slug=slug,
-            description=journey.description,
-            status=Journey.Status.DRAFT,
-            trigger_event=journey.trigger_event,
-            trigger_filter=journey.trigger_filter,
-            entry_policy=journey.entry_policy,
-            goal_event=journey.goal_event,
-            goal_match=journey.goal_match,
-            exit_event=journey.exit_event,
-            exit_match=journey.exit_match,
-            entry_key=journey.entry_key,
-            category=journey.category,
-            topic_id=journey.topic_id,
-            quiet_hours_start=journey.quiet_hours_start,
-            quiet_hours_end=journey.quiet_hours_end,
-            frequency_cap_action=journey.frequency_cap_action,
-            holdout_percent=journey.holdout_percent,
-            version=version,
-        )
-        Step.objects.bulk_create(
-            [
-                Step(
-                    journey=copy,
-                    position=s.position,
-                    key=s.key,
-                    kind=s.kind,
-                    config=s.config,
-                    next_step=s.next_step,
-                )
-                for s in journey.steps.all()
-            ]
-        )
-    return copy
-
-
-def journey_activate(*, journey: Journey) -> list[str]:
-    """Validate and activate; a previous active version of the same slug is archived, and
-    its running enrollments finish on the steps they started with. Returns the problems
-    that prevented activation (empty on success)."""
-    from .validation import journey_problems
-
-    problems = journey_problems(journey)
-    if problems:
-        return problems
-    with transaction.atomic():
-        Journey.objects.filter(slug=journey.slug, status=Journey.Status.ACTIVE).exclude(
-            pk=journey.pk
-        ).update(status=Journey.Status.ARCHIVED)
-        journey.status = Journey.Status.ACTIVE
-        journey.save(update_fields=["status", "updated_at"])
-        # Enrollments held while the journey was paused start moving again.
-        # (the engine's early-wake check sends waits that are not over back to sleep)
-        Enrollment.objects.filter(
-            journey=journey, state__in=LIVE, next_run_at__isnull=False
-        ).update(next_run_at=timezone.now())
-    return []
-
-
-def journey_set_status(*, journey: Journey, status: str) -> None:
-    """Pause (running enrollments hold where they are) or archive (no new entries; running
-    enrollments finish)."""
-    journey.status = status
-    journey.save(update_fields=["status", "updated_at"])

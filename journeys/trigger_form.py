@@ -10,6 +10,11 @@ from typing import Any
 from django import forms
 
 from audiences.models import Segment
+from messaging.conversion import (
+    CONVERSION_FIELDS,
+    ConversionEventsFormField,
+    conversion_form_clean,
+)
 
 from .keyed import match_problems
 from .models import Journey
@@ -36,6 +41,7 @@ class JourneyForm(forms.ModelForm):
         "once, under the entry policy. Dynamic segments follow their definition within "
         "seconds of a change; static ones when staff add contacts.",
     )
+    conversion_events = ConversionEventsFormField()
 
     class Meta:
         model = Journey
@@ -56,6 +62,7 @@ class JourneyForm(forms.ModelForm):
             "quiet_hours_start",
             "quiet_hours_end",
             "frequency_cap_action",
+            *CONVERSION_FIELDS,
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -87,6 +94,7 @@ class JourneyForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        conversion_form_clean(self)
         for match, event, message in (
             ("goal_match", "goal_event", "A goal match needs a goal event."),
             ("exit_match", "exit_event", "An exit match needs an exit event."),

@@ -62,11 +62,14 @@ def _fresh_subscription_cache() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_journey_events_cache() -> Iterator[None]:
     """Journeys made by one test must not count (or be missed) in the next one."""
+    from insights.selectors import forget_conversion_owners
     from journeys.selectors import forget_journey_events_in_use
 
     forget_journey_events_in_use()
+    forget_conversion_owners()
     yield
     forget_journey_events_in_use()
+    forget_conversion_owners()
 
 
 def _simulator_config(public_base_url: str, callbacks: bool) -> SimulatorConfig:

@@ -54,8 +54,10 @@ def _form(audience, **extra):
         "quiet_hours_start": "21:00",
         "quiet_hours_end": "08:00",
         "frequency_cap_action": "hold",
-        "goal_event": "order.completed",
-        "goal_window_hours": "72",
+        "conversion_events": "order.completed",
+        "conversion_window_hours": "72",
+        "attribution_model": "last_click",
+        "revenue_property": "total",
         **extra,
     }
 

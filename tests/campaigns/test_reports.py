@@ -63,7 +63,11 @@ def _touch(message, kind, at, **data):
 
 
 def _world():
-    b = broadcast([static_segment("all", [])], goal_event="order.completed", goal_window_hours=24)
+    b = broadcast(
+        [static_segment("all", [])],
+        conversion_events=["order.completed"],
+        conversion_window_hours=24,
+    )
     _, delivered = _recipient(b, status="delivered")
     _, read = _recipient(b, status="read")
     _recipient(b, status="failed", state="sent")
@@ -120,11 +124,21 @@ def test_per_channel_outcomes_engagement_and_conversions():
     assert report["reasons"]["skipped"] == {"contact unsubscribed from sms": 1}
 
 
-def test_no_goal_no_conversions():
+def test_no_conversion_events_no_conversions():
     b = _world()
-    b.goal_event = ""
+    b.conversion_events = []
     b.save()
     assert broadcast_report(broadcast=b)["totals"]["conversions"] == 0
+
+
+def test_every_conversion_event_of_the_list_counts():
+    b = _world()
+    b.conversion_events = ["order.completed", "cart.updated"]
+    b.save()
+    report = broadcast_report(broadcast=b)
+    by_channel = {row["channel"]: row for row in report["channels"]}
+    assert (by_channel["sms"]["conversions"], by_channel["email"]["conversions"]) == (1, 1)
+    assert report["conversion_events"] == ["order.completed", "cart.updated"]
 
 
 def test_activity_per_hour_fills_the_gaps():

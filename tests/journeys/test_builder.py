@@ -11,8 +11,9 @@ from journeys import engine
 from journeys.blueprints import install_blueprints
 from journeys.dryrun import dry_run
 from journeys.forms import StepForm, parse_duration
+from journeys.lifecycle import journey_activate, journey_copy
 from journeys.models import Enrollment, Journey, Step
-from journeys.services import enrollment_start, event_ingest, journey_activate, journey_copy
+from journeys.services import enrollment_start, event_ingest
 from journeys.validation import journey_problems
 from messaging.conversations import conversation_open, conversation_resolve
 from messaging.models import Conversation, Message, Touchpoint

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from journeys.lifecycle import journey_copy
 from journeys.models import Enrollment, Journey, Step
 from journeys.selectors import journey_events_in_use
-from journeys.services import event_ingest, journey_copy
+from journeys.services import event_ingest
 from journeys.validation import journey_problems
 from messaging.models import Touchpoint
 from tests.factories import ContactFactory
@@ -169,6 +170,8 @@ def _journey_post(**fields):
         "quiet_hours_start": "21:00",
         "quiet_hours_end": "08:00",
         "frequency_cap_action": "hold",
+        "conversion_window_hours": "72",
+        "attribution_model": "last_click",
         "steps-TOTAL_FORMS": "0",
         "steps-INITIAL_FORMS": "0",
         "steps-MIN_NUM_FORMS": "0",

@@ -12,8 +12,8 @@ import pytest
 from journeys.dryrun import dry_run
 from journeys.experiments import in_holdout, split_variant, variants_problems
 from journeys.forms import StepForm
+from journeys.lifecycle import journey_activate, journey_copy
 from journeys.models import Enrollment, Journey, JourneyMessage, Step, StepVisit
-from journeys.services import journey_activate, journey_copy
 from journeys.validation import journey_problems
 from messaging.models import Contact, Message, Touchpoint
 from tests.factories import ContactFactory

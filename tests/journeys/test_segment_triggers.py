@@ -192,6 +192,8 @@ def _journey_post(**fields):
         "quiet_hours_start": "21:00",
         "quiet_hours_end": "08:00",
         "frequency_cap_action": "hold",
+        "conversion_window_hours": "72",
+        "attribution_model": "last_click",
         "steps-TOTAL_FORMS": "0",
         "steps-INITIAL_FORMS": "0",
         "steps-MIN_NUM_FORMS": "0",
@@ -248,7 +250,7 @@ def test_a_live_journeys_trigger_is_shown_read_only(client):
 
 
 def test_a_journey_naming_a_missing_segment_cannot_be_activated():
-    from journeys.services import journey_activate
+    from journeys.lifecycle import journey_activate
 
     vip()
     j = journey(segment=["vip", "gone"])

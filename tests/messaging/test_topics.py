@@ -492,7 +492,7 @@ def test_the_broadcasts_api_names_a_topic(api):
 
 
 def test_a_journeys_new_version_and_copy_keep_its_topic():
-    from journeys.services import journey_copy
+    from journeys.lifecycle import journey_copy
 
     news = topic()
     journey = Journey.objects.create(

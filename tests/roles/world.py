@@ -12,8 +12,9 @@ from django.utils import timezone
 from audiences.services import segment_create
 from channels_app.events import InboundEvent
 from journeys.blueprints import install_blueprints
+from journeys.lifecycle import journey_copy, journey_set_status
 from journeys.models import Enrollment, Event, Journey, SurveyResponse
-from journeys.services import event_ingest, journey_copy, journey_set_status
+from journeys.services import event_ingest
 from journeys.staff_groups import ensure_staff_groups
 from messaging.models import ApiKey, Contact, Message, Template
 from messaging.provider_events import inbound_message_apply
