@@ -1,4 +1,4 @@
-"""The four built-in journeys end to end: API event → engine → real SDKs → simulator,
+"""The built-in journeys end to end: API event → engine → real SDKs → simulator,
 replies through the signed inbound webhook, time moved with time-machine."""
 
 from __future__ import annotations
@@ -32,7 +32,22 @@ def test_install_is_idempotent(blueprints):
         ("onboarding", "active"),
         ("survey", "active"),
         ("abandoned-cart", "active"),
+        ("welcome-offer", "active"),
     }
+
+
+def test_every_blueprint_passes_the_checks_activation_runs(blueprints):
+    from journeys.validation import journey_problems
+
+    problems = {j.slug: journey_problems(j) for j in Journey.objects.all()}
+    assert problems == {slug: [] for slug in problems}
+    offer = Journey.objects.get(slug="welcome-offer")
+    assert (offer.holdout_percent, offer.conversion_events, offer.revenue_property) == (
+        10,
+        ["order.completed"],
+        "total",
+    )
+    assert offer.steps.get(key="offer-split").kind == "split"
 
 
 def test_post_purchase_thanks_then_nps_then_review(

@@ -19,7 +19,7 @@ def test_first_start_installs_and_activates_the_blueprints_once(settings, tmp_pa
     settings.DATA_DIR = tmp_path
     call_command("bootstrap_demo")
     live = set(Journey.objects.filter(status="active").values_list("slug", flat=True))
-    assert live == {"post-purchase", "onboarding", "survey", "abandoned-cart"}
+    assert live == {"post-purchase", "onboarding", "survey", "abandoned-cart", "welcome-offer"}
     creds = json.loads((tmp_path / "secrets" / "demo_credentials.json").read_text())
     assert ApiKey.objects.filter(prefix=creds["api_key"].split(".")[0]).exists()
     assert str(tmp_path / "secrets" / "demo_credentials.json") in capsys.readouterr().out
