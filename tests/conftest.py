@@ -72,6 +72,17 @@ def _fresh_journey_events_cache() -> Iterator[None]:
     forget_conversion_owners()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_click_buffer(settings) -> Iterator[None]:
+    """Link ids start again in every test database: a destination cached by an earlier test
+    (or run) must not answer for another link, nor its buffered clicks land in this test."""
+    from messaging.click_buffer import clicks_buffer_forget
+
+    clicks_buffer_forget()
+    yield
+    clicks_buffer_forget()
+
+
 def _simulator_config(public_base_url: str, callbacks: bool) -> SimulatorConfig:
     s = django_settings
     return SimulatorConfig(
