@@ -217,12 +217,13 @@ def clicks_flush(*, batch: int | None = None, max_batches: int = 100) -> dict[st
     return {"clicks": written}
 
 
-def clicks_buffer_forget() -> None:
+def clicks_buffer_forget(url: str | None = None) -> None:
     """Drop every buffered click and cached destination (tests; an operator after restoring
     the database to an earlier point, when link ids may be handed out again)."""
-    if not settings.REDIS_URL:
+    url = settings.REDIS_URL if url is None else url
+    if not url:
         return
-    client = _client(settings.REDIS_URL)
+    client = _client(url)
     client.delete(PENDING, PROCESSING, LOCK)
     keys = list(client.scan_iter(match=f"{LINK_KEY}*", count=1000))
     for i in range(0, len(keys), 1000):

@@ -78,9 +78,10 @@ def _fresh_click_buffer(settings) -> Iterator[None]:
     (or run) must not answer for another link, nor its buffered clicks land in this test."""
     from messaging.click_buffer import clicks_buffer_forget
 
-    clicks_buffer_forget()
+    url = settings.REDIS_URL  # a test may point REDIS_URL elsewhere (Redis down)
+    clicks_buffer_forget(url)
     yield
-    clicks_buffer_forget()
+    clicks_buffer_forget(url)
 
 
 def _simulator_config(public_base_url: str, callbacks: bool) -> SimulatorConfig:
