@@ -54,6 +54,10 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "audiences.resume_stalled_imports",
             "schedule": settings.SEGMENT_RECOMPUTE_INTERVAL_SECONDS,
         },
+        "flush-link-clicks": {
+            "task": "messaging.flush_clicks",
+            "schedule": settings.CLICK_FLUSH_SECONDS,
+        },
         "dispatch-due-webhooks": {
             "task": "outbound.dispatch_due_webhooks",
             "schedule": settings.OUTBOUND_WEBHOOK_DISPATCH_INTERVAL_SECONDS,

@@ -63,6 +63,14 @@ SMS_STOP_LINE = env("SMS_STOP_LINE", default="Reply STOP to opt out")
 LINK_TRACKING = env.bool("LINK_TRACKING", default=True)
 # Clicks sooner than this after sent/delivered are a scanner's, recorded but not counted.
 LINK_BOT_SECONDS = env.float("LINK_BOT_SECONDS", default=1.0)
+# With REDIS_URL set, a click is one Redis round trip (messaging/click_buffer.py): the
+# destination comes from a cache, the click is buffered, and a beat task writes the buffered
+# clicks as touchpoints every CLICK_FLUSH_SECONDS (so they reach the timeline that late).
+CLICK_FLUSH_SECONDS = env.float("CLICK_FLUSH_SECONDS", default=2.0)
+# Clicks written per statement by the flush.
+CLICK_FLUSH_BATCH = env.int("CLICK_FLUSH_BATCH", default=1000)
+# How long a link's destination stays cached in Redis (a miss reads the database again).
+LINK_CACHE_SECONDS = env.int("LINK_CACHE_SECONDS", default=7 * 24 * 3600)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

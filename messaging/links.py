@@ -8,14 +8,18 @@ SECRET_KEY), so tokens are short (≤ 16 characters) and cannot be forged or enu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Callable
 from html import unescape
 from html.parser import HTMLParser
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SIG_LEN = 8
@@ -34,8 +38,13 @@ def _b62(number: int, width: int = 0) -> str:
     return out.rjust(width, "0") or "0"
 
 
+@functools.lru_cache(maxsize=4)
+def _token_key(secret: str) -> bytes:
+    return hashlib.sha256(b"touchline-link-token:" + secret.encode()).digest()
+
+
 def _signature(link_id: int) -> str:
-    key = hashlib.sha256(b"touchline-link-token:" + settings.SECRET_KEY.encode()).digest()
+    key = _token_key(settings.SECRET_KEY)
     digest = hmac.new(key, str(link_id).encode(), hashlib.sha256).digest()
     return _b62(int.from_bytes(digest[:8], "big") % 62**_SIG_LEN, _SIG_LEN)
 
@@ -209,61 +218,128 @@ CLICK_FIELDS = (
 )
 
 
-def link_click(*, token: str, method: str, user_agent: str):
-    """Record a click on a tracked link and return the URL to redirect to, or None for an
-    unknown or forged token. One indexed read, one insert. A person's click is a `clicked`
-    touchpoint on the message (what segments and reports count), once per link per minute; a
-    HEAD, a known preview/scanner user agent or a click within LINK_BOT_SECONDS of the message
-    being sent or delivered is a `clicked_bot` touchpoint with data `bot: true`."""
-    import datetime as dt
+def click_reason(*, method: str, user_agent: str) -> str:
+    """Why a click is not a person's, as far as the request tells: "head", "user_agent" or
+    "" (the delivery-time check needs the message: `click_touchpoint`)."""
+    if method == "HEAD":
+        return "head"
+    agent = user_agent.lower()
+    if any(bot in agent for bot in BOT_AGENTS):
+        return "user_agent"
+    return ""
 
-    from django.utils import timezone
 
-    from .models import Direction, TouchpointKind, TrackedLink
-    from .services.touchpoints import touchpoint_record
+def link_destination(*, url: str, channel: str, metadata, template_slug: str) -> str:
+    """Where a link's click goes: its URL with the message's UTM parameters added."""
+    meta = metadata if isinstance(metadata, dict) else {}
+    campaign = str(meta.get("broadcast") or meta.get("journey") or template_slug or "")
+    content = str(meta.get("step") or "") if meta.get("journey") else ""
+    return _utm_target(url, channel=channel, campaign=campaign, content=content)
 
-    link_id = link_id_from_token(token)
-    if link_id is None:
-        return None
+
+def click_link_read(link_id: int):
+    """The link with only the message columns a click needs (never its bodies); None when
+    unknown or erased with its contact. One indexed read."""
+    from .models import TrackedLink
+
     link = (
         TrackedLink.objects.select_related("message", "message__template")
-        # Only what a click needs: never the message's bodies.
         .only(*CLICK_FIELDS)
         .filter(pk=link_id)
         .first()
     )
-    if link is None or not link.url:  # unknown, or erased with its contact
+    if link is None or not link.url:
         return None
-    message, now = link.message, timezone.now()
-    agent = user_agent.lower()
-    reason = ""
-    if method == "HEAD":
-        reason = "head"
-    elif any(bot in agent for bot in BOT_AGENTS):
-        reason = "user_agent"
-    else:
+    return link
+
+
+def click_link_destination(link) -> str:
+    message = link.message
+    template = message.template.slug if message.template_id and message.template else ""
+    return link_destination(
+        url=link.url, channel=message.channel, metadata=message.metadata, template_slug=template
+    )
+
+
+def click_touchpoint(
+    *,
+    link_id: int,
+    url: str,
+    message_id,
+    contact_id: int,
+    channel: str,
+    sent_at,
+    delivered_at,
+    at,
+    reason: str,
+):
+    """The unsaved touchpoint of one click at `at`. A person's click is `clicked` (what
+    segments and reports count), once per link per minute; a HEAD, a known preview/scanner
+    user agent or a click within LINK_BOT_SECONDS of the message being sent or delivered is
+    `clicked_bot` with data `bot: true`."""
+    import datetime as dt
+
+    from .models import Direction, Touchpoint, TouchpointKind
+
+    if not reason:
         window = dt.timedelta(seconds=settings.LINK_BOT_SECONDS)
-        if any(
-            t is not None and abs(now - t) < window for t in (message.sent_at, message.delivered_at)
-        ):
+        if any(t is not None and abs(at - t) < window for t in (sent_at, delivered_at)):
             reason = "too_soon"
-    data = {"link": link.pk, "url": link.url}
+    data = {"link": link_id, "url": url}
     kind = TouchpointKind.CLICKED
     if reason:
         kind, data = TouchpointKind.CLICKED_BOT, {**data, "bot": True, "reason": reason}
-    touchpoint_record(
-        contact_id=message.contact_id,
+    return Touchpoint(
+        contact_id=contact_id,
         kind=kind,
         direction=Direction.INBOUND,
-        channel=message.channel,
-        message_id=message.pk,
-        occurred_at=now,
+        channel=channel,
+        message_id=message_id,
+        occurred_at=at,
         data=data,
         # Repeated clicks on the same link in the same minute are one click.
-        dedupe_key=f"{kind}:{link.pk}:{int(now.timestamp() // 60)}",
+        dedupe_key=f"{kind}:{link_id}:{int(at.timestamp() // 60)}",
     )
-    meta = message.metadata if isinstance(message.metadata, dict) else {}
-    template = message.template.slug if message.template_id and message.template else ""
-    campaign = str(meta.get("broadcast") or meta.get("journey") or template or "")
-    content = str(meta.get("step") or "") if meta.get("journey") else ""
-    return _utm_target(link.url, channel=message.channel, campaign=campaign, content=content)
+
+
+def link_click(*, token: str, method: str, user_agent: str) -> str | None:
+    """Record a click on a tracked link and return the URL to redirect to, or None for an
+    unknown or forged token (refused before any I/O). With REDIS_URL: one Redis round trip
+    on a cached link, the touchpoint written by the next flush (messaging/click_buffer.py);
+    without (or if Redis fails): one indexed read and one insert, now."""
+    from django.utils import timezone
+
+    from .services.touchpoints import touchpoints_write
+
+    link_id = link_id_from_token(token)
+    if link_id is None:
+        return None
+    reason = click_reason(method=method, user_agent=user_agent)
+    if settings.REDIS_URL:
+        from . import click_buffer
+
+        try:
+            return click_buffer.click_buffered(link_id=link_id, reason=reason)
+        except click_buffer.RedisError:
+            # Redis is down: the click is still counted, synchronously, as without Redis.
+            logger.warning("Click buffer unavailable; recording the click directly", exc_info=True)
+    link = click_link_read(link_id)
+    if link is None:
+        return None
+    message = link.message
+    touchpoints_write(
+        [
+            click_touchpoint(
+                link_id=link.pk,
+                url=link.url,
+                message_id=message.pk,
+                contact_id=message.contact_id,
+                channel=message.channel,
+                sent_at=message.sent_at,
+                delivered_at=message.delivered_at,
+                at=timezone.now(),
+                reason=reason,
+            )
+        ]
+    )
+    return click_link_destination(link)

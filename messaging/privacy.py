@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from channels_app.models import WebhookEvent
 
+from .click_buffer import links_cache_on_commit
 from .models import (
     Consent,
     ConsentChange,
@@ -553,9 +554,10 @@ def contact_erase(*, contact: Contact, actor: str = "api") -> dict[str, int]:
             **_MESSAGE_BLANKS, updated_at=now
         )
         # A tracked link's URL can carry personal data (?email=…); an erased one is a 404.
-        counts["tracked_links"] = (
-            TrackedLink.objects.filter(message__contact=locked).exclude(url="").update(url="")
-        )
+        erased_links = TrackedLink.objects.filter(message__contact=locked).exclude(url="")
+        # Their cached destinations go too (with Redis), once the erasure commits.
+        links_cache_on_commit(dict.fromkeys(erased_links.values_list("pk", flat=True), ""))
+        counts["tracked_links"] = erased_links.update(url="")
         counts["touchpoints"] = _scrub_touchpoints(locked)
         counts["consent_changes"] = (
             ConsentChange.objects.filter(contact=locked).exclude(note="").update(note="")

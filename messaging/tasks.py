@@ -7,7 +7,7 @@ from django.db import DatabaseError
 
 from config import task_limits
 
-from . import reconcile, services
+from . import click_buffer, reconcile, services
 
 # Declared once: late acks so a killed worker's task is redelivered (the claim in
 # message_deliver makes redelivery harmless), and hard limits so nothing hangs forever.
@@ -52,3 +52,9 @@ def reconcile_unknown_messages() -> dict[str, int]:
     # A lookup is at most 3 provider requests, each bounded by the provider timeout.
     need = 3 * services.provider_call_seconds()
     return reconcile.unknown_messages_reconcile(has_time=lambda: task_limits.has_time(need))
+
+
+@shared_task(name="messaging.flush_clicks", **BEAT_TASK_OPTIONS)
+def flush_clicks() -> dict[str, int]:
+    """Beat (every CLICK_FLUSH_SECONDS): buffered link clicks become touchpoints."""
+    return click_buffer.clicks_flush()

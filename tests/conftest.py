@@ -72,6 +72,18 @@ def _fresh_journey_events_cache() -> Iterator[None]:
     forget_conversion_owners()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_click_buffer(settings) -> Iterator[None]:
+    """Link ids start again in every test database: a destination cached by an earlier test
+    (or run) must not answer for another link, nor its buffered clicks land in this test."""
+    from messaging.click_buffer import clicks_buffer_forget
+
+    url = settings.REDIS_URL  # a test may point REDIS_URL elsewhere (Redis down)
+    clicks_buffer_forget(url)
+    yield
+    clicks_buffer_forget(url)
+
+
 def _simulator_config(public_base_url: str, callbacks: bool) -> SimulatorConfig:
     s = django_settings
     return SimulatorConfig(

@@ -16,7 +16,8 @@ from django.utils import timezone
 from channels_app.channels import Channel
 
 from .. import policies
-from ..links import links_rewrite
+from ..click_buffer import links_cache_on_commit
+from ..links import link_destination, links_rewrite
 from ..models import Contact, Direction, Message, Template, Topic, TouchpointKind
 from ..preferences import preferences_url
 from ..rendering import RenderedContent, TemplateRenderError, render_content, render_template
@@ -222,8 +223,20 @@ def message_create(
                 # After rendering, before storing: the stored body is what is sent. A WhatsApp
                 # content template's variables are Meta-approved and stay as they are; its body
                 # is what goes out freeform inside the 24-hour window, so it is rewritten.
-                message.body, message.html_body, _ = links_rewrite(
+                message.body, message.html_body, links = links_rewrite(
                     message_id=message.pk, body=message.body, html_body=message.html_body
+                )
+                # With Redis, the first click already finds its destination in the cache.
+                links_cache_on_commit(
+                    {
+                        link.pk: link_destination(
+                            url=link.url,
+                            channel=channel,
+                            metadata=message.metadata,
+                            template_slug=template.slug if template else "",
+                        )
+                        for link in links
+                    }
                 )
             message.save(force_insert=True)
             touchpoint_record(
