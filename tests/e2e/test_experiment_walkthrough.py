@@ -32,6 +32,7 @@ from journeys.blueprints import install_blueprints
 from journeys.experiments import in_holdout, split_variant
 from journeys.models import Enrollment, Event, Journey
 from journeys.staff_groups import ensure_staff_groups
+from messaging.click_buffer import clicks_flush
 from messaging.models import Contact, Message, Touchpoint
 from tests.e2e.test_browser import (  # noqa: F401  (fixtures)
     js_errors,
@@ -54,7 +55,9 @@ TRACKED = re.compile(r"https?://\S+/l/[A-Za-z0-9]+")
 
 
 def clicks_recorded() -> int:
-    """Messages with a human click on the timeline."""
+    """Messages with a human click on the timeline (with Redis, clicks are buffered and
+    written by beat's flush every CLICK_FLUSH_SECONDS: run it as beat would)."""
+    clicks_flush()
     return Touchpoint.objects.filter(kind="clicked").values("message_id").distinct().count()
 
 
