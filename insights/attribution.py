@@ -16,7 +16,8 @@ Rules (docs/ATTRIBUTION.md):
 - Once per event: the unique constraint on Conversion.event; a replayed or re-applied event
   changes nothing (the insert and the touchpoint ignore conflicts).
 
-Cost: nothing but a cached dict lookup for an event no owner counts; otherwise, on
+Cost: nothing but a dict lookup for an event no owner counts (the owners are read from the
+cache once per batch: insights.selectors.conversion_owners_at); otherwise, on
 PostgreSQL, one statement (insights.attribution_sql); elsewhere one indexed query (the latest
 click and the latest delivery, as one UNION ALL) and two inserts."""
 
@@ -39,7 +40,7 @@ from messaging.services.touchpoints import touchpoint_record
 
 from .attribution_sql import attribute_sql
 from .models import Conversion
-from .selectors import Owner, conversion_owners
+from .selectors import Owner, conversion_owners_at
 
 MAX_REVENUE = Decimal(10) ** 12  # Conversion.revenue: 14 digits, 2 after the point
 CENT = Decimal("0.01")
@@ -171,7 +172,7 @@ def _best_touch(event: Event, owners: list[Owner]) -> tuple[str, dict[str, Any]]
 def attribute_event(event: Event, now: dt.datetime) -> dict[str, Any] | None:
     """Credit this event to a message if it is a conversion (the journeys.event_hooks hook,
     run in the event's transaction). Returns what was credited for the event's result."""
-    owners = conversion_owners().get(event.name)
+    owners = conversion_owners_at(now).get(event.name)
     if not owners:
         return None
     owners = list(owners)

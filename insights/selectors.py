@@ -2,11 +2,14 @@
 archived version's running enrollments still send) and every broadcast (but those finished
 more than the longest window ago) with conversion events, by event name. Read on every
 applied event, so cached (ATTRIBUTION_CACHE_SECONDS) and dropped whenever a journey or a
-broadcast is saved or deleted (insights.apps)."""
+broadcast is saved or deleted (insights.apps); and read from that cache once per batch of
+applied events (`conversion_owners_at`: the events of one batch share their `now`), as the
+batch already reads the active journeys once."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -19,6 +22,8 @@ from journeys.models import Journey
 from messaging.conversion import MAX_CONVERSION_WINDOW_HOURS
 
 OWNERS_CACHE_KEY = "insights:conversion-owners"
+# (now, owners) of the batch this thread applies (conversion_owners_at).
+_batch = threading.local()
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,22 @@ def conversion_owners() -> dict[str, tuple[Owner, ...]]:
     return owners
 
 
+def conversion_owners_at(now: dt.datetime) -> dict[str, tuple[Owner, ...]]:
+    """`conversion_owners()`, read once for every event applied with this very `now` object
+    (journeys.services.events_apply_pending passes one per batch, in one transaction): a cache
+    round trip per batch instead of per event. A save or delete in this process drops it."""
+    memo = getattr(_batch, "memo", None)
+    if memo is not None and memo[0] is now:
+        return memo[1]
+    owners = conversion_owners()
+    _batch.memo = (now, owners)
+    return owners
+
+
 def conversion_event_names() -> frozenset[str]:
     return frozenset(conversion_owners())
 
 
 def forget_conversion_owners(**_: object) -> None:
+    _batch.memo = None
     cache.delete(OWNERS_CACHE_KEY)

@@ -367,3 +367,35 @@ def test_an_internal_event_converts_too():
         contact_id=contact.pk, name="message.replied", properties={}, key="reply-1"
     )
     assert Conversion.objects.get().event_id == event.pk
+
+
+def test_a_batch_reads_the_owners_once_and_sees_a_save_at_once(monkeypatch):
+    """Events applied with one `now` (one batch of events_apply_pending) read the owners from
+    the cache once; saving a journey drops that memo, so the next event already counts it."""
+    from insights import selectors
+
+    contacts = [ContactFactory() for _ in range(3)]
+    j = journey("winback")
+    for contact in contacts:
+        journey_message(j, contact, sent=T - HOUR, delivered=T - HOUR)
+    reads = []
+    real = selectors.conversion_owners
+    monkeypatch.setattr(selectors, "conversion_owners", lambda: reads.append(1) or real())
+
+    def event(contact, name="order.completed"):
+        return Event.objects.create(name=name, contact=contact, occurred_at=T, properties={})
+
+    now = timezone.now()
+    for contact in contacts:
+        assert attribute_event(event(contact), now) is not None
+    assert len(reads) == 1
+    assert Conversion.objects.count() == 3
+
+    upsell = journey("upsell", ["signup.done"])  # saved mid-batch
+    journey_message(upsell, contacts[0], sent=T - HOUR, delivered=T - HOUR)
+    credit = attribute_event(event(contacts[0], "signup.done"), now)
+    assert credit["conversion"]["journey"] == upsell.pk
+    assert len(reads) == 2
+
+    attribute_event(event(contacts[1], "page.viewed"), timezone.now())  # the next batch
+    assert len(reads) == 3
