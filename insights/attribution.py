@@ -11,8 +11,9 @@ Rules (docs/ATTRIBUTION.md):
   delivered/read; its time is delivered_at, else read_at for a read receipt that came first).
 - Models: `last_click` owners offer their messages' clicks, then their deliveries;
   `last_touch` owners offer deliveries only. Across owners, any click beats any delivery; among
-  clicks, and among deliveries, the latest wins (ties: the later-created message). The credit's
-  `model`, revenue property and window are the winning message's owner's.
+  clicks, and among deliveries, the latest wins (exact ties: the greater message id, the same
+  on both databases). The credit's `model`, revenue property and window are the winning
+  message's owner's.
 - Once per event: the unique constraint on Conversion.event; a replayed or re-applied event
   changes nothing (the insert and the touchpoint ignore conflicts).
 
@@ -161,7 +162,7 @@ def _best_touch(event: Event, owners: list[Owner]) -> tuple[str, dict[str, Any]]
     candidates = _deliveries(event, owners)
     if clickers:
         candidates = _clicks(event, clickers).union(candidates, all=True)
-    row = next(iter(candidates.order_by("-c_rank", "-c_touched")[:1]), None)
+    row = next(iter(candidates.order_by("-c_rank", "-c_touched", "-c_message")[:1]), None)
     if row is None:
         return None
     keys = ("message_id", "touched", "journey", "step", "broadcast", "template", "channel")

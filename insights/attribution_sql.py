@@ -84,7 +84,7 @@ def attribute_sql(
     params += [contact_id, at, event_name, event_id, currency, f"conversion:{event_id}", now]
     sql = f"""WITH credit AS (
     SELECT * FROM ({" UNION ALL ".join(halves)}) AS candidates
-    ORDER BY rank DESC, touched DESC LIMIT 1
+    ORDER BY rank DESC, touched DESC, message_id DESC LIMIT 1
 ), owned AS (
     SELECT credit.*, o.model, o.revenue
     FROM credit JOIN (VALUES {values}) AS o(kind, id, model, revenue)

@@ -107,6 +107,15 @@ def test_last_touch_credits_the_latest_delivery_even_if_another_was_clicked():
     )
 
 
+def test_an_exact_tie_goes_to_the_same_message_on_every_database():
+    contact = ContactFactory()
+    j = journey("winback")
+    first = journey_message(j, contact, sent=T - 3 * HOUR, delivered=T - 2 * HOUR)
+    second = journey_message(j, contact, sent=T - 3 * HOUR, delivered=T - 2 * HOUR)
+    fire(contact)
+    assert only_conversion().message_id == max(first.pk, second.pk)
+
+
 @pytest.mark.parametrize(
     ("sent", "credited"),
     [
