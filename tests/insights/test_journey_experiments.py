@@ -210,6 +210,9 @@ def test_api_returns_the_results(world, api):
         ({"from": "2026-11-12", "to": "2026-11-10"}, "to"),
         ({"from": "2026-11-10\x00"}, "from"),
         ("to=%ED%A0%80", "to"),  # a lone surrogate, UTF-8 encoded
+        ({"to": "9999-12-31"}, "to"),  # well-formed, but a day after it overflows
+        ({"from": "0001-01-01"}, "from"),
+        ({"from": "1999-12-31", "to": "2000-01-05"}, "from"),
     ],
 )
 def test_api_bad_dates_are_400_with_the_field(world, api, params, field):
@@ -252,6 +255,13 @@ def test_staff_page_bad_dates_say_why(world, admin_client):
     )
     assert page.status_code == 400
     assert "Write a date like" in page.content.decode()
+
+
+@pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01"}])
+def test_staff_page_dates_out_of_range_say_why(world, admin_client, params):
+    page = admin_client.get(f"/admin/touchline/journeys/{world.pk}/experiment/", params)
+    assert page.status_code == 400
+    assert "Choose a date between 2000-01-01 and" in page.content.decode()
 
 
 def test_staff_page_needs_the_view_journey_permission(world, client):
