@@ -316,6 +316,40 @@ def test_marketing_sms_gets_the_stop_line_and_it_counts_toward_segments(settings
     assert sms(contact, "Hi").body == "Hi"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Stop by our store today for 20% off!",
+        "Don't stop shopping: 2 for 1 this weekend",
+        "Non-stop deals all week",
+        "Bus stop ads are back. STOP.",
+    ],
+)
+def test_another_sense_of_stop_still_gets_the_stop_line(settings, body):
+    from messaging.services.messages import with_stop_line
+
+    assert with_stop_line(body) == f"{body}\nReply STOP to opt out"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Sale today! Reply STOP to opt out",
+        "Sale today! Text stop to end.",
+        "Sale today! txt STOP to unsubscribe",
+        'Sale! Send "STOP" to 12345 to end these',
+        "Sale!\nreply stop to opt out",  # the configured line, in any case
+    ],
+)
+def test_a_body_that_already_says_how_to_opt_out_gets_no_second_line(settings, body):
+    from messaging.services.messages import with_stop_line
+
+    assert with_stop_line(body) == body
+    settings.SMS_STOP_LINE = "Opt out: STOP"
+    assert with_stop_line("Hi! Opt out: STOP") == "Hi! Opt out: STOP"
+    assert with_stop_line("Stop by!") == "Stop by!\nOpt out: STOP"
+
+
 def test_the_stop_line_counts_toward_the_1600_character_limit(settings):
     contact = ContactFactory()
     ConsentFactory(contact=contact, channel="sms", status="subscribed")
