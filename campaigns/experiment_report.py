@@ -130,10 +130,11 @@ def winner_of(counts: dict[str, dict[str, int]], keys: list[str], metric: str) -
 
 
 def holdout_counts(broadcast: Broadcast) -> dict[str, int]:
-    """Control and treated sizes and conversions, intent-to-treat (one query)."""
-    anchor = Coalesce(
-        OuterRef("message__sent_at"), OuterRef("message__created_at"), OuterRef("send_after")
-    )
+    """Control and treated sizes and conversions, intent-to-treat (one query). Both groups
+    are anchored at the planned send time (`send_after`), not the treated one at its actual
+    send: a throttle or a retry delaying a send would otherwise drop a treated conversion
+    the control would have counted."""
+    anchor = OuterRef("send_after")
     row = (
         BroadcastRecipient.objects.filter(broadcast=broadcast)
         .order_by()

@@ -3,6 +3,7 @@ page and the pause / resume / cancel pages. Validation is campaigns.drafts' (the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -58,6 +59,9 @@ class ChannelOrderField(forms.MultiValueField):
         return value
 
 
+WEIGHT = re.compile(r"[0-9]{1,3}")
+
+
 class VariantsField(forms.CharField):
     """The variants as lines of "template-family weight" ("promo-a 50"), for people; stored
     as [{"template_slug": "promo-a", "weight": 50}, …]. The draft writer checks the rest
@@ -81,7 +85,8 @@ class VariantsField(forms.CharField):
             parts = line.replace(",", " ").replace(":", " ").split()
             if not parts:
                 continue
-            if len(parts) != 2 or not parts[1].isdigit():
+            # ASCII digits, at most 3 ("²" or "٣" pass isdigit(); 5000 digits overflow int())
+            if len(parts) != 2 or not WEIGHT.fullmatch(parts[1]):
                 problems.append(
                     f"Line {number}: write a template family and a weight, e.g. “promo-a 50”."
                 )

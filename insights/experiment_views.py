@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 from journeys.api import current_journey
 from journeys.models import Journey
 
+from .dates import date_problem
 from .journey_experiments import journey_experiment
 
 DEFAULT_DAYS = 90
@@ -46,6 +47,10 @@ def entry_range(params: Any) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime
             values[name] = dt.date.fromisoformat(raw) if raw else default
         except ValueError:
             errors[name] = ["Write a date like 2026-11-23."]
+            continue
+        problem = date_problem(values[name])
+        if problem:
+            errors[name] = [problem]
     if not errors and values["from"] > values["to"]:
         errors["to"] = ["Must not be before “from”."]
     if errors:

@@ -1,11 +1,16 @@
 """A journey's experiment results: the holdout (treated vs control) and each A/B split's
 variants, with conversions and significance (insights.significance.compare).
 
-A contact converted when one of the journey's conversion events (its `conversion_events`,
-else its goal event) happened within `conversion_window_hours` after the enrollment entered
-— whether or not a message was sent, so the control group is counted the same way. Every
-figure is one aggregate query: the conversion test is an EXISTS per enrollment over the
-events index (contact, name, occurred_at), never a loop in Python.
+Both count contacts, not enrollments: a contact's first enrollment entered in the range (for
+a split, its first enrollment in the range that reached the split) decides its group and
+variant, and the contact converted when one of the journey's conversion events (its
+`conversion_events`, else its goal event) happened within `conversion_window_hours` after
+that first entry — whether or not a message was sent, so the control group is counted the
+same way. (Counting enrollments would inflate the control: a held-out enrollment ends at
+once, so under "once at a time" a control contact re-enters at every trigger while a treated
+one is still in the journey.) Every figure is one aggregate query: the first entry is a NOT
+EXISTS of an earlier one, the conversion test an EXISTS over the events index (contact,
+name, occurred_at), never a loop in Python.
 
 The results cover every version of the journey (its slug): a contact's group and variant
 depend on the slug and the step key only, so they stay the same across versions.
@@ -81,10 +86,17 @@ def _entered_between(
 def holdout_results(
     journey: Journey, start: dt.datetime | None, end: dt.datetime | None
 ) -> dict[str, Any]:
-    """Treated (enrollments not held out) vs control (held out), one query."""
-    enrollments = _entered_between(
-        Enrollment.objects.filter(journey__slug=journey.slug), "", start, end
+    """Treated (contacts whose first enrollment in the range was not held out) vs control
+    (held out), one query."""
+
+    def in_range(queryset: QuerySet) -> QuerySet:
+        return _entered_between(queryset.filter(journey__slug=journey.slug), "", start, end)
+
+    earlier = in_range(Enrollment.objects.filter(contact_id=OuterRef("contact_id"))).filter(
+        Q(entered_at__lt=OuterRef("entered_at"))
+        | Q(entered_at=OuterRef("entered_at"), pk__lt=OuterRef("pk"))
     )
+    enrollments = in_range(Enrollment.objects.all()).filter(~Exists(earlier))
     enrollments = enrollments.annotate(_converted=_converted(journey))
     yes = Q(_converted=True)
     counts = enrollments.aggregate(
@@ -154,26 +166,42 @@ def _variant_revenue(
 def split_results(
     journey: Journey, start: dt.datetime | None, end: dt.datetime | None
 ) -> list[dict[str, Any]]:
-    """Per split step and variant: entered, converted, rate, revenue, and a comparison of
-    each variant with the first (treated = the variant, control = the first)."""
-    visits = _entered_between(
+    """Per split step and variant: entered and converted (contacts, by their first visit of
+    the split in the range), rate, revenue, and a comparison of each variant with the first
+    (treated = the variant, control = the first)."""
+
+    def split_visits(queryset: QuerySet) -> QuerySet:
+        return _entered_between(
+            queryset.filter(
+                step__journey__slug=journey.slug,
+                step__kind=Step.Kind.SPLIT,
+                outcome__startswith=VARIANT_OUTCOME,
+            ),
+            "enrollment__",
+            start,
+            end,
+        )
+
+    here = "enrollment__entered_at"
+    earlier = split_visits(
         StepVisit.objects.filter(
-            step__journey__slug=journey.slug,
-            step__kind=Step.Kind.SPLIT,
-            outcome__startswith=VARIANT_OUTCOME,
-        ),
-        "enrollment__",
-        start,
-        end,
+            step__key=OuterRef("step__key"),
+            enrollment__contact_id=OuterRef("enrollment__contact_id"),
+        )
+    ).filter(
+        Q(**{f"{here}__lt": OuterRef(here)})
+        | Q(**{here: OuterRef(here), "enrollment_id__lt": OuterRef("enrollment_id")})
+        | Q(enrollment_id=OuterRef("enrollment_id"), pk__lt=OuterRef("pk"))
     )
+    visits = split_visits(StepVisit.objects.all()).filter(~Exists(earlier))
     visits = visits.annotate(_converted=_converted(journey, prefix="enrollment__"))
     yes = Q(_converted=True)
     rows = (
         visits.annotate(variant=Substr("outcome", len(VARIANT_OUTCOME) + 1))
         .values("step__key", "variant")
         .annotate(
-            entered=Count("enrollment_id", distinct=True),
-            converted=Count("enrollment_id", distinct=True, filter=yes),
+            entered=Count("enrollment__contact_id", distinct=True),
+            converted=Count("enrollment__contact_id", distinct=True, filter=yes),
         )
         .order_by()
     )
@@ -223,8 +251,8 @@ def split_results(
 def journey_experiment(
     *, journey: Journey, start: dt.datetime | None = None, end: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """Everything the experiment page and API show, for enrollments that entered in
-    [start, end) (either bound may be None: open)."""
+    """Everything the experiment page and API show, for contacts by their first enrollment
+    that entered in [start, end) (either bound may be None: open)."""
     return {
         "journey": journey.slug,
         "journey_id": journey.pk,

@@ -31,6 +31,7 @@ from journeys.models import Enrollment, Journey, JourneyMessage, Step, StepVisit
 from journeys.stats import DELIVERED, FAILED, SENT
 from messaging.models import Message, Touchpoint
 
+from .dates import date_problem
 from .models import Conversion
 
 DEFAULT_DAYS = 30
@@ -51,6 +52,10 @@ class MapRangeForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        for name in ("start", "end"):
+            problem = date_problem(data.get(name))
+            if problem:
+                self.add_error(name, problem)
         if self.errors:
             return data
         today = timezone.now().astimezone(dt.UTC).date()

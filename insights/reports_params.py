@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from channels_app.channels import Channel
 
+from .dates import date_problem
 from .reports import MAX_DAYS, DateRange
 
 REPORTS = {
@@ -37,6 +38,10 @@ class ReportQuery(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        for name in ("start", "end"):
+            problem = date_problem(data.get(name))
+            if problem:
+                self.add_error(name, problem)
         if self.errors:
             return data
         today = timezone.now().astimezone(dt.UTC).date()

@@ -13,6 +13,7 @@ from typing import Any
 
 MIN_VARIANTS = 2
 MAX_VARIANTS = 5
+MAX_WEIGHT = 1000
 MAX_HOLDOUT_PERCENT = 50
 END = "end"
 VARIANT_OUTCOME = "variant:"  # StepVisit.outcome of a split step: "variant:<key>"
@@ -73,6 +74,8 @@ def variants_problems(variants: Any) -> list[str]:
         weight = variant.get("weight")
         if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
             problems.append(f"The weight of {name} must be a positive whole number.")
+        elif weight > MAX_WEIGHT:
+            problems.append(f"The weight of {name} must be at most {MAX_WEIGHT}.")
         goto = variant.get("goto")
         if not isinstance(goto, str) or not goto:
             problems.append(f"Say which step {name} goes to (a step key or “end”).")

@@ -39,6 +39,7 @@ KIND_FIELDS: dict[str, list[str]] = {
     Step.Kind.SPLIT: ["variants"],
     Step.Kind.EXIT: ["reason"],
 }
+_WEIGHT = re.compile(r"[0-9]{1,4}")
 ALL_FIELDS = sorted({f for fields in KIND_FIELDS.values() for f in fields})
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
 
@@ -133,7 +134,9 @@ class VariantsField(forms.Field):
             if not isinstance(row, dict) or not any(row.values()):
                 continue
             weight: Any = row.get("weight", "")
-            if isinstance(weight, str) and weight.isdigit():
+            # ASCII digits only, and few of them: "²" passes isdigit() but not int(), and
+            # 5000 digits overflow it (anything else stays text for the step's clean to name)
+            if isinstance(weight, str) and _WEIGHT.fullmatch(weight.strip()):
                 weight = int(weight)
             variants.append(
                 {"key": row.get("key", ""), "weight": weight, "goto": row.get("goto", "")}

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from channels_app.channels import Channel
-from messaging.models import Template
+from messaging.models import Template, Topic
 
 from .experiments import variants_problems
 from .keyed import entry_key_problems, match_problems
@@ -121,6 +121,12 @@ def journey_problems(journey: Journey, steps: list[Step] | None = None) -> list[
         + entry_key_problems(journey.entry_key)
         + segment_trigger_problems(journey)
     )
+    if journey.topic_id and not Topic.objects.filter(pk=journey.topic_id, is_active=True).exists():
+        # An inactive topic is not on the preference page: its contacts could not leave it.
+        keyed.append(
+            "Topic: that topic is inactive (hidden from the preference center): "
+            "activate it or choose another."
+        )
     if journey.goal_match and not journey.goal_event:
         keyed.append("Goal: a goal match needs a goal event.")
     if journey.exit_match and not journey.exit_event:

@@ -523,7 +523,7 @@ class ConsentChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "source",
     )
     list_filter = ("channel", "topic", "status", "source")
-    list_select_related = ("contact",)
+    list_select_related = ("contact", "topic")
     raw_id_fields = ("contact", "message", "changed_by")
     date_hierarchy = "changed_at"
     show_full_result_count = False

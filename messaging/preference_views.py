@@ -2,8 +2,11 @@
 the contact, messaging/preferences.py).
 
 The page lists the contact's channels (those with an address) and the active topics, each a
-checkbox; saving writes only what the customer changed, through the consent services (ledger
-source `preference_center`, a timeline entry each). Resubscribing here is the customer's own
+checkbox with the state it was drawn with (a hidden `was_<key>` field); saving writes only
+what the customer changed from that drawn state, through the consent services (ledger source
+`preference_center`, a timeline entry each). An item whose state moved since the page was
+drawn (a STOP texted, a one-click unsubscribe, while the page sat open) is never written: the
+page is drawn again, saying so, for the customer to review. Resubscribing here is the customer's own
 explicit choice, so it is allowed, except for an erased contact, who is never written to.
 A normal HTML form with Django's CSRF token: it works without JavaScript.
 """
@@ -126,10 +129,13 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
     if contact is None or contact.erased_at is not None:
         # An erased contact has nothing left to choose, and is never resubscribed.
         return _unusable(request, expired=False)
-    channels, topics = _choices(contact)
     if request.method == "POST":
-        _save(request, contact, channels, topics)
-        return HttpResponseRedirect(f"{request.path}?saved=1")
+        changed = _save(request, contact)
+        query = "&".join(f"changed={key}" for key in changed) if changed else "saved=1"
+        return HttpResponseRedirect(f"{request.path}?{query}")
+    channels, topics = _choices(contact)
+    known = {c.key: c.label for c in [*channels, *(choice for _, choice in topics)]}
+    changed = [known[key] for key in dict.fromkeys(request.GET.getlist("changed")) if key in known]
     return _page(
         request,
         "touchline/preferences.html",
@@ -138,27 +144,51 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
             "channels": channels,
             "topics": [choice for _, choice in topics],
             "saved": request.GET.get("saved") == "1",
+            "changed": changed,
             "name": contact.first_name,
         },
     )
 
 
-def _save(
-    request: HttpRequest,
-    contact: Contact,
-    channels: list[Choice],
-    topics: list[tuple[Topic, Choice]],
-) -> None:
-    """Write what changed from what the page showed: only the rows the form listed (`shown`),
-    so an item added since the page was drawn is left alone."""
-    shown = set(request.POST.getlist("shown"))
+def _drawn(request: HttpRequest, key: str) -> bool | None:
+    """What the page showed for `key` when it was drawn (its hidden `was_<key>` field)."""
+    return {"on": True, "off": False}.get(request.POST.get(f"was_{key}", ""))
+
+
+def _wanted(request: HttpRequest, choice: Choice) -> bool | None:
+    """The value to write for `choice`, or None to leave it alone: an item the page did not
+    show, or one the customer did not change. A change to an item whose state moved since the
+    page was drawn (a STOP, a one-click unsubscribe in another tab) is not written either:
+    `_save` reports it, and the page is drawn again for the customer to review."""
+    if choice.key not in set(request.POST.getlist("shown")):
+        return None
+    drawn = _drawn(request, choice.key)
+    wanted = request.POST.get(choice.key) == "on"
+    if drawn is None or wanted == drawn or choice.on != drawn:
+        return None
+    return wanted
+
+
+def _save(request: HttpRequest, contact: Contact) -> list[str]:
+    """Write what the customer changed on the page, compared with what the page showed when it
+    was drawn (never with the state now: a page left open across a STOP must not undo it).
+    The choices are read under the contact's row lock. Returns the keys of the shown items
+    whose state changed since the page was drawn (left as they are now; a page without the
+    drawn state counts as changed), for the page to ask the customer to review them."""
     with transaction.atomic():
         locked = Contact.objects.select_for_update().get(pk=contact.pk)
         if locked.erased_at is not None:
-            return
+            return []
+        channels, topics = _choices(locked)
+        shown = set(request.POST.getlist("shown"))
+        moved = [
+            choice.key
+            for choice in [*channels, *(choice for _, choice in topics)]
+            if choice.key in shown and _drawn(request, choice.key) != choice.on
+        ]
         for choice in channels:
-            wanted = request.POST.get(choice.key) == "on"
-            if choice.key not in shown or wanted == choice.on:
+            wanted = _wanted(request, choice)
+            if wanted is None:
                 continue
             channel = choice.key.removeprefix("channel_")
             status = ConsentStatus.SUBSCRIBED if wanted else ConsentStatus.UNSUBSCRIBED
@@ -178,8 +208,8 @@ def _save(
                     data={"source": ConsentSource.PREFERENCE_CENTER},
                 )
         for topic, choice in topics:
-            wanted = request.POST.get(choice.key) == "on"
-            if choice.key not in shown or wanted == choice.on:
+            wanted = _wanted(request, choice)
+            if wanted is None:
                 continue
             topic_subscription_set(
                 contact=locked,
@@ -188,3 +218,4 @@ def _save(
                 source=ConsentSource.PREFERENCE_CENTER,
                 note=NOTE,
             )
+    return moved

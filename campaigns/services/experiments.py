@@ -101,6 +101,14 @@ def experiment_errors(
                 add(name, "Give the test share, the hours to wait and the metric together.")
         if len(keys) < MIN_VARIANTS:
             add("variants", "Testing then sending the winner needs at least two variants.")
+    if any(given.values()) and broadcast.send_mode == Broadcast.SendMode.LOCAL:
+        # The winner would be chosen a fixed time after the first zone's send, before the
+        # later zones' test groups were sent: refused (docs/BROADCASTS-experiments.md).
+        add(
+            "variant_test_percent",
+            "Testing then sending the winner cannot be used with a local send time: "
+            "send the variants by weight, or send at one time.",
+        )
     if metric == Broadcast.WinnerMetric.CONVERTED and not broadcast.conversion_events:
         add("winner_metric", "Choosing by conversions needs the conversion events.")
     if (

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.services import audit_record, audit_snapshot
 from channels_app.channels import Channel
-from messaging.models import Template
+from messaging.models import Template, Topic
 
 from ..errors import BroadcastError
 from ..models import Broadcast, BroadcastRecipient
@@ -108,6 +108,16 @@ def launch_errors(
                 f"No template {broadcast.template_slug!r} exists for any of the channels "
                 f"{', '.join(channels)}.",
             )
+    if (
+        broadcast.topic_id
+        and not Topic.objects.filter(pk=broadcast.topic_id, is_active=True).exists()
+    ):
+        # An inactive topic is not on the preference page: its recipients could not leave it.
+        add(
+            "topic",
+            "That topic is inactive (hidden from the preference center): "
+            "activate it or choose another.",
+        )
     start = now
     mode = broadcast.send_mode
     if mode == Broadcast.SendMode.AT:

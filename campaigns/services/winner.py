@@ -1,6 +1,7 @@
 """Test then winner: when `winner_due_at` has passed, the variant with the best rate of the
 broadcast's metric over the test group wins (ties: the first variant) and every recipient
-awaiting the winner is released as pending with the winner's variant. Choosing, recording
+awaiting the winner is released as pending with the winner's variant, at its own send time
+or now, whichever is later. Choosing, recording
 and releasing are one transaction under the broadcast's row lock, so a crash in between
 leaves everything as it was (chosen again on the next tick) and a second run finds the
 winner recorded and nobody awaiting: nobody is released, or sent, twice."""
@@ -10,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from audit.services import audit_record, audit_snapshot
@@ -40,7 +43,13 @@ def broadcast_choose_winner(*, broadcast: Broadcast, now: dt.datetime | None = N
         winner = winner_of(counts, keys, locked.winner_metric)
         released = BroadcastRecipient.objects.filter(
             broadcast=locked, state=R.AWAITING_WINNER
-        ).update(state=R.PENDING, variant=winner, send_after=now, updated_at=now)
+        ).update(
+            state=R.PENDING,
+            variant=winner,
+            # never before the recipient's own send time (a throttle or a local send time)
+            send_after=Greatest(F("send_after"), Value(now)),
+            updated_at=now,
+        )
         before = audit_snapshot(locked)
         locked.winner_variant, locked.winner_chosen_at = winner, now
         locked.save(update_fields=["winner_variant", "winner_chosen_at", "updated_at"])

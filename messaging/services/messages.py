@@ -84,14 +84,22 @@ def _render(
     return content
 
 
-_MENTIONS_STOP = re.compile(r"\bstop\b", re.IGNORECASE)
+# An opt-out instruction already in the body ("Reply STOP to …", "text stop"), not any
+# "stop" ("Stop by our store", "non-stop deals").
+_OPT_OUT = re.compile(r"\b(?:reply|text|txt|send)\s+[\"'“‘]?stop\b", re.IGNORECASE)
 
 
 def with_stop_line(body: str) -> str:
     """A marketing SMS body with the opt-out line (settings.SMS_STOP_LINE) unless it is off
-    or the body already tells how to stop."""
+    or the body already tells how to stop (an instruction to reply/text STOP, or the line
+    itself)."""
     line = settings.SMS_STOP_LINE
-    if not line or not body.strip() or _MENTIONS_STOP.search(body):
+    if (
+        not line
+        or not body.strip()
+        or _OPT_OUT.search(body)
+        or line.strip().casefold() in body.casefold()
+    ):
         return body
     return f"{body.rstrip()}\n{line}"
 

@@ -9,14 +9,15 @@ import io
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.admin import csv_cell
 from audit.models import AppendOnlyError, AuditEntry
 from audit.services import Target, audit_record
-from messaging.models import ConsentChange
-from messaging.services import consent_set
+from messaging.models import ConsentChange, Topic
+from messaging.services import consent_set, topic_subscription_set
 from tests.factories import ContactFactory
 
 from .conftest import staff_with
@@ -248,3 +249,27 @@ def test_export_with_an_unknown_filter_is_a_400(boss):
 )
 def test_csv_cells(value, cell):
     assert csv_cell(value) == cell
+
+
+def test_the_consent_ledger_list_takes_the_same_queries_for_more_topic_changes(boss):
+    """Topic and contact come with the rows (list_select_related): no query per row."""
+    url = reverse("admin:messaging_consentchange_changelist")
+
+    def changes(n: int) -> None:
+        for _ in range(n):
+            topic = Topic.objects.create(slug=f"t{Topic.objects.count()}", name="T")
+            topic_subscription_set(
+                contact=ContactFactory(), topic=topic, status="unsubscribed", source="api"
+            )
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = boss.get(url)
+        assert response.status_code == 200
+        return len(captured)
+
+    changes(2)
+    few = queries()
+    changes(6)
+    assert ConsentChange.objects.filter(topic__isnull=False).count() == 8
+    assert queries() == few

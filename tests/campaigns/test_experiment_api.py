@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django import forms
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
 from audit.models import AuditEntry
 from campaigns import services
 from campaigns.errors import BroadcastError
+from campaigns.forms import VariantsField
 from campaigns.models import Broadcast
 from journeys.staff_groups import ensure_staff_groups
 from tests.factories import TemplateFactory
@@ -157,6 +159,51 @@ def test_the_send_window_must_leave_room_for_the_winner(world):
     assert broadcast.recipients.count() == 0
 
 
+LOCAL_TEST = {
+    "variants": AB,
+    "variant_test_percent": 10,
+    "winner_after_hours": 2,
+    "winner_metric": "delivered",
+    "send_mode": "local",
+    "local_send_time": "10:00",
+}
+
+
+def test_test_then_winner_is_refused_with_a_local_send_time(api, world):
+    """The winner would be due hours after the first zone's send, before the later zones'
+    test groups were sent: refused on the draft (API) and at launch."""
+    day = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    response = api.post(
+        "/api/v1/broadcasts/", _body(**LOCAL_TEST, local_send_date=day), format="json"
+    )
+    assert response.status_code == 400, response.json()
+    assert "cannot be used with a local send time" in _errors(response)["variant_test_percent"]
+    assert not Broadcast.objects.exists()
+    # variants by weight (no test) with a local send time are fine
+    fine = {
+        k: v for k, v in LOCAL_TEST.items() if k in ("variants", "send_mode", "local_send_time")
+    }
+    ok = api.post("/api/v1/broadcasts/", _body(**fine, local_send_date=day), format="json")
+    assert ok.status_code == 201, ok.json()
+
+
+def test_the_launch_refuses_test_then_winner_with_a_local_send_time(world):
+    broadcast = Broadcast.objects.create(
+        name="L",
+        slug="l",
+        template_slug="promo",
+        channel_order=["sms"],
+        **{k: v for k, v in LOCAL_TEST.items() if k != "local_send_time"},
+        local_send_date=(NOW + dt.timedelta(days=2)).date(),
+        local_send_time=dt.time(10),
+    )
+    broadcast.segments.set([world["everyone"]])
+    with pytest.raises(BroadcastError) as exc:
+        services.broadcast_launch(broadcast=broadcast, actor="test", now=NOW)
+    assert "variant_test_percent" in exc.value.errors
+    assert broadcast.recipients.count() == 0
+
+
 # --- the admin -------------------------------------------------------------------------------
 
 
@@ -186,6 +233,8 @@ def _form(audience, **extra):
         "quiet_hours_end": "08:00",
         "frequency_cap_action": "hold",
         "goal_window_hours": "72",
+        "conversion_window_hours": "72",
+        "attribution_model": "last_click",
         **extra,
     }
 
@@ -225,6 +274,46 @@ def test_the_admin_form_takes_variants_as_lines_and_the_review_shows_the_split(
     html = review.content.decode()
     assert 'id="dry-run-split"' in html and "await the winner" in html
     assert "control group (held out, never sent)" in html
+
+
+@pytest.mark.parametrize(
+    "weights", ["\u00b2", "9" * 5000, "\u0661\u0662", "1000"]
+)  # superscript two, 5000 digits, Arabic-Indic digits, over 100
+def test_the_admin_form_refuses_odd_variant_weights_without_a_500(client, marketer, world, weights):
+    add = reverse("admin:campaigns_broadcast_add")
+    client.raise_request_exception = False
+    bad = client.post(add, _form(world["everyone"], variants=f"promo {weights}\npromo-b 50"))
+    assert bad.status_code == 200 and "Line 1" in bad.content.decode()
+    assert not Broadcast.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "text", ["promo-a \u00b2\npromo-b 50", "promo-a " + "9" * 5000 + "\npromo-b 50"]
+)
+def test_the_variants_field_refuses_odd_weights_as_a_validation_error(text):
+    with pytest.raises(forms.ValidationError):
+        VariantsField(required=False).clean(text)
+
+
+def test_the_admin_form_refuses_test_then_winner_with_a_local_send_time(client, marketer, world):
+    add = reverse("admin:campaigns_broadcast_add")
+    day = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    response = client.post(
+        add,
+        _form(
+            world["everyone"],
+            variants="promo 50\npromo-b 50",
+            variant_test_percent="10",
+            winner_after_hours="2",
+            winner_metric="delivered",
+            send_mode="local",
+            local_send_date=day,
+            local_send_time="10:00",
+        ),
+    )
+    assert response.status_code == 200
+    assert "cannot be used with a local send time" in response.content.decode()
+    assert not Broadcast.objects.exists()
 
 
 def test_the_report_page_shows_the_variants_and_the_holdout(client, marketer, world):

@@ -129,6 +129,39 @@ def test_the_holdout_comparison_counts_conversions_within_the_window(staff, send
     assert holdout["significant"] is True
 
 
+def test_both_groups_are_anchored_at_the_planned_send_time(staff, send):
+    """A treated message sent late (a throttle, a retry) does not move its window: both
+    groups count conversions from the planned send time."""
+    templates("promo", ["email"])
+    Contact.objects.bulk_create(
+        Contact(external_id=f"h-{i}", email=f"h{i}@example.com") for i in range(200)
+    )
+    broadcast = services.broadcast_launch(
+        broadcast=draft(
+            [static_segment(Contact.objects.filter(external_id__startswith="h-"))],
+            channel_order=["email"],
+            category="transactional",
+            holdout_percent=50,
+            conversion_events=["order.completed"],
+            conversion_window_hours=24,
+        ),
+        actor=staff,
+        now=NOW,
+    )
+    send()
+    Message.objects.update(created_at=NOW + 5 * HOUR, sent_at=NOW + 5 * HOUR)  # sent late
+    rows = BroadcastRecipient.objects.filter(broadcast=broadcast)
+    control = list(rows.filter(state=R.CONTROL).values_list("contact_id", flat=True))
+    treated = list(rows.exclude(state=R.CONTROL).values_list("contact_id", flat=True))
+    assert all(NOW <= at < NOW + HOUR for at in rows.values_list("send_after", flat=True))
+    for contact_id in control[:5] + treated[:7]:
+        event(contact_id, NOW + HOUR)  # after the planned send, before the late one
+    for contact_id in control[5:8] + treated[7:9]:
+        event(contact_id, NOW + 26 * HOUR)  # within 24 h of the late send only
+    holdout = experiment_report(broadcast=broadcast)["holdout"]
+    assert (holdout["control_converted"], holdout["treated_converted"]) == (5, 7)
+
+
 def test_no_experiment_no_experiment_report(staff):
     templates()
     broadcast = draft([static_segment(people(2))])

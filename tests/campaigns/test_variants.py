@@ -248,6 +248,28 @@ def test_the_rest_waits_then_gets_the_winner_by_the_metric_exactly_once(staff, s
     assert [v["winner"] for v in report["variants"]] == [False, True]
 
 
+def test_the_release_keeps_a_later_send_time_of_a_recipient(staff, send):
+    """Released at the winner: pending from now, or from its own send time if that is later
+    (never earlier than it was frozen with)."""
+    broadcast = run_test_phase(staff, send)
+    awaiting = BroadcastRecipient.objects.filter(broadcast=broadcast, state=R.AWAITING_WINNER)
+    later = list(awaiting.values_list("pk", flat=True)[:10])
+    BroadcastRecipient.objects.filter(pk__in=later).update(send_after=NOW + 10 * HOUR)
+    assert services.broadcasts_choose_winners(now=NOW + 4 * HOUR) == 1
+    released = BroadcastRecipient.objects.filter(broadcast=broadcast, pk__in=later)
+    assert set(released.values_list("state", "send_after")) == {(R.PENDING, NOW + 10 * HOUR)}
+    others = BroadcastRecipient.objects.filter(broadcast=broadcast, state=R.PENDING).exclude(
+        pk__in=later
+    )
+    assert others.exists()
+    assert set(others.values_list("send_after", flat=True)) == {NOW + 4 * HOUR}
+    send(NOW + 4 * HOUR + dt.timedelta(seconds=5))
+    assert not Message.objects.filter(broadcast_recipient__in=later).exists()
+    assert set(released.values_list("state", flat=True)) == {R.PENDING}
+    send(NOW + 10 * HOUR)
+    assert Message.objects.filter(broadcast_recipient__in=later).count() == 10
+
+
 def test_a_tie_goes_to_the_first_variant(staff, send):
     broadcast = run_test_phase(staff, send, n=60)
     services.broadcasts_choose_winners(now=NOW + 5 * HOUR)

@@ -1,7 +1,8 @@
 """The preference center through a real browser (issue 14): a marketing email goes out through
 the provider simulator (a real Celery worker sends it); the customer opens the "Manage
 preferences" link it carries, on a phone-sized screen with JavaScript off, unsubscribes from
-one topic and from SMS, and saves. The consent ledger has exactly those two changes.
+one topic and from SMS, and saves. The consent ledger has exactly those two changes. With the
+page still open, an email one-click unsubscribe elsewhere is not undone by saving it again.
 
 Screens go to .data/test/screenshots/ (`TOUCHLINE_SCREENSHOTS_DIR=docs/screenshots`
 refreshes the README's pictures); skipped when /usr/bin/chromium is missing.
@@ -91,15 +92,34 @@ def test_a_customer_manages_preferences_from_an_email(live_stack, page: Page):  
         expect(sms).not_to_be_checked()
         expect(email).to_be_checked()
         screenshot(customer, "24-preference-center.png")
+
+        # The page stays open; meanwhile the customer unsubscribes from email with the one-click
+        # link of another email. Ticking "Deals" on the stale page and saving must not
+        # resubscribe email: the page says email changed and shows it as it is now.
+        services.consent_set(
+            contact=dewi, channel="email", status="unsubscribed", source="one_click"
+        )
+        deals.check()
+        customer.get_by_role("button", name="Save preferences").click()
+        expect(customer.get_by_role("alert")).to_contain_text(
+            "This changed since you opened the page: Email."
+        )
+        expect(email).not_to_be_checked()
+        expect(deals).to_be_checked()
+        expect(monthly).not_to_be_checked()
     finally:
         phone.close()
 
     ledger = ConsentChange.objects.filter(contact=dewi, source="preference_center")
-    assert sorted((c.channel, c.topic_id, c.status) for c in ledger) == [
-        ("", news.pk, "unsubscribed"),
-        ("sms", None, "unsubscribed"),
-    ]
+    deals_topic = Topic.objects.get(slug="deals")
+    assert sorted((c.channel, c.topic_id or 0, c.status) for c in ledger) == sorted(
+        [
+            ("", news.pk, "unsubscribed"),
+            ("", deals_topic.pk, "subscribed"),
+            ("sms", 0, "unsubscribed"),
+        ]
+    )
     assert consent_status(contact=dewi, channel="sms") == "unsubscribed"
-    assert consent_status(contact=dewi, channel="email") == "unknown"
+    assert consent_status(contact=dewi, channel="email") == "unsubscribed"  # not undone
     assert TopicSubscription.objects.get(contact=dewi, topic=news).status == "unsubscribed"
-    assert not TopicSubscription.objects.filter(contact=dewi, topic__slug="deals").exists()
+    assert TopicSubscription.objects.get(contact=dewi, topic=deals_topic).status == "subscribed"

@@ -11,11 +11,14 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from rest_framework.test import APIClient
 
-from insights.journey_experiments import journey_experiment
+from insights.journey_experiments import holdout_results, journey_experiment
 from insights.models import Conversion
 from insights.significance import compare
+from journeys.experiments import in_holdout
 from journeys.models import Enrollment, Event, Journey, JourneyMessage, Step, StepVisit
 from messaging.models import ApiKey, Contact, Message
+from tests.factories import ContactFactory
+from tests.journeys.test_steps import build_journey, ingest, step, templates  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -151,6 +154,54 @@ def test_treated_against_control(world):
     assert (everything["treated"], everything["treated_converted"]) == (11, 5)
 
 
+def test_contacts_count_once_by_their_first_entry(world):
+    """Re-entries (a held-out enrollment ends at once, so a control contact may re-enter at
+    every trigger) count no more contacts; a conversion counts only within the window after
+    the contact's first entry in the range. The numbers are the world's own."""
+    treated = list(Contact.objects.filter(external_id__in=[f"e-{i}" for i in range(10)]))
+    treated.sort(key=lambda c: int(c.external_id[2:]))
+    control = list(Contact.objects.filter(external_id__in=[f"e-{i}" for i in range(10, 15)]))
+    control.sort(key=lambda c: int(c.external_id[2:]))
+    split = Step.objects.get(journey=world, key="split")
+
+    def again(contact, at, *, holdout=False, variant=""):
+        e = Enrollment.objects.create(
+            journey=world, contact=contact, entry_policy="every_time", state="completed"
+        )
+        Enrollment.objects.filter(pk=e.pk).update(entered_at=at, holdout=holdout)
+        if variant:
+            StepVisit.objects.create(
+                enrollment=e, step=split, entered_at=at, outcome=f"variant:{variant}"
+            )
+
+    for hours in (1, 2, 3):  # control[1] (no conversion) re-enters three times
+        again(control[1], T0 + hours * H, holdout=True)
+    again(control[0], T0 + 6 * H, holdout=True)  # converted after its first entry only
+    # control[2] converts in the window of a later entry only: not a conversion
+    again(control[2], T0 + 100 * H, holdout=True)
+    Event.objects.create(name="order.completed", contact=control[2], occurred_at=T0 + 101 * H)
+    # treated[2] (variant a, not converted) re-enters and converts in the later window only
+    again(treated[2], T0 + 100 * H, variant="a")
+    Event.objects.create(name="order.completed", contact=treated[2], occurred_at=T0 + 101 * H)
+    again(treated[6], T0 + 100 * H, variant="b")  # converted once, counted once
+
+    results = journey_experiment(journey=world, start=START, end=END)
+    holdout = results["holdout"]
+    assert (holdout["treated"], holdout["treated_converted"]) == (10, 4)
+    assert (holdout["control"], holdout["control_converted"]) == (5, 1)
+    [variants] = results["splits"]
+    a, b = variants["variants"]
+    assert (a["entered"], a["converted"]) == (6, 2)
+    assert (b["entered"], b["converted"]) == (4, 2)
+    # From the range's point of view, a contact whose first entry was before it starts
+    # counts by its first entry inside it: treated[2]'s re-entry converted.
+    later = journey_experiment(journey=world, start=T0 + 99 * H)
+    assert (later["holdout"]["treated"], later["holdout"]["treated_converted"]) == (2, 1)
+    assert (later["holdout"]["control"], later["holdout"]["control_converted"]) == (1, 1)
+    [late_split] = later["splits"]
+    assert [(v["entered"], v["converted"]) for v in late_split["variants"]] == [(1, 1), (1, 0)]
+
+
 def test_variants_against_the_first(world):
     [split] = journey_experiment(journey=world, start=START, end=END)["splits"]
     assert split["step"] == "split" and split["baseline"] == "a"
@@ -210,6 +261,9 @@ def test_api_returns_the_results(world, api):
         ({"from": "2026-11-12", "to": "2026-11-10"}, "to"),
         ({"from": "2026-11-10\x00"}, "from"),
         ("to=%ED%A0%80", "to"),  # a lone surrogate, UTF-8 encoded
+        ({"to": "9999-12-31"}, "to"),  # well-formed, but a day after it overflows
+        ({"from": "0001-01-01"}, "from"),
+        ({"from": "1999-12-31", "to": "2000-01-05"}, "from"),
     ],
 )
 def test_api_bad_dates_are_400_with_the_field(world, api, params, field):
@@ -254,6 +308,13 @@ def test_staff_page_bad_dates_say_why(world, admin_client):
     assert "Write a date like" in page.content.decode()
 
 
+@pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01"}])
+def test_staff_page_dates_out_of_range_say_why(world, admin_client, params):
+    page = admin_client.get(f"/admin/touchline/journeys/{world.pk}/experiment/", params)
+    assert page.status_code == 400
+    assert "Choose a date between 2000-01-01 and" in page.content.decode()
+
+
 def test_staff_page_needs_the_view_journey_permission(world, client):
     user = User.objects.create_user("nosy", is_staff=True)
     client.force_login(user)
@@ -265,3 +326,40 @@ def test_staff_page_needs_the_view_journey_permission(world, client):
     assert client.get(url).status_code == 200
     client.logout()
     assert client.get(url).status_code == 302  # to the login page
+
+
+def test_a_holdout_through_real_entries_compares_contacts(simulator, ingest):  # noqa: F811
+    """Through the journey engine: under "once at a time" a held-out buyer re-enters at every
+    trigger (its enrollment ends at once) while a treated buyer is still waiting; one of two
+    contacts converts in each group, so there is no uplift."""
+    templates("nudge", "sms")
+    journey = build_journey(
+        step("wait", "wait", duration_seconds=3 * 86400),
+        step("nudge", "send", template="nudge", channel="sms", fallback_channels=[]),
+        trigger="cart.abandoned",
+        holdout_percent=50,
+        entry_policy="once_at_a_time",
+        conversion_events=["order.completed"],
+        conversion_window_hours=72,
+    )
+    groups: dict[bool, list] = {True: [], False: []}
+    while min(len(g) for g in groups.values()) < 2:
+        c = ContactFactory()
+        groups[in_holdout(journey_slug=journey.slug, contact_id=c.pk, percent=50)].append(c)
+    for held in (True, False):
+        buyer, browser = groups[held][:2]
+        for _ in range(3):
+            ingest("cart.abandoned", buyer)
+        ingest("order.completed", buyer)
+        ingest("cart.abandoned", browser)
+    control_buyer, treated_buyer = groups[True][0], groups[False][0]
+    assert Enrollment.objects.filter(contact=control_buyer).count() == 3  # the bias's cause
+    assert Enrollment.objects.filter(contact=treated_buyer).count() == 1
+    r = holdout_results(journey, None, None)
+    assert (r["treated"], r["treated_converted"], r["control"], r["control_converted"]) == (
+        2,
+        1,
+        2,
+        1,
+    )
+    assert r["uplift_points"] == 0

@@ -426,6 +426,9 @@ def test_the_endpoint_answers_json_for_the_range(client, world):
         ({"end": "yesterday"}, "end"),
         ({"start": "2026-03-02", "end": "2026-03-01"}, "end"),
         ({"start": "2020-01-01", "end": "2026-01-01"}, "start"),
+        ({"end": "9999-12-31"}, "end"),
+        ({"end": "0001-01-02"}, "end"),
+        ({"start": "0001-01-01", "end": "2026-01-01"}, "start"),
     ],
 )
 def test_bad_dates_are_400_with_field_errors(client, world, params, field):
@@ -434,6 +437,13 @@ def test_bad_dates_are_400_with_field_errors(client, world, params, field):
     response = client.get(data_url(journey.pk), params)
     assert response.status_code == 400
     assert list(response.json()["errors"]) == [field]
+
+
+@pytest.mark.parametrize("params", [{"end": "9999-12-31"}, {"end": "0001-01-02"}])
+def test_the_page_with_dates_out_of_range_opens_on_the_default_range(client, world, params):
+    journey, _, _ = world
+    client.force_login(staff("viewer"))
+    assert client.get(page_url(journey.pk), params).status_code == 200
 
 
 def test_a_nul_byte_is_a_400_not_a_500(client, world):

@@ -58,6 +58,10 @@ def test_marketing_sees_a_report_with_its_csv_link(as_role):
         ({"start": "2026-13-01"}, "Enter a valid date."),
         ({"start": "2026-03-10", "end": "2026-03-01"}, "The end date is before the start date."),
         ({"start": "2025-01-01", "end": "2026-01-02"}, "At most 366 days."),
+        # Well-formed but out of range: no overflow (a 500) computing the range.
+        ({"end": "9999-12-31"}, "Choose a date between 2000-01-01 and"),
+        ({"end": "0001-01-01"}, "Choose a date between 2000-01-01 and"),
+        ({"start": "0001-01-01", "end": "2026-01-01"}, "Choose a date between 2000-01-01 and"),
     ],
 )
 def test_a_bad_range_is_a_400_with_the_field_error(as_role, params, message):

@@ -126,6 +126,26 @@ def test_bad_query_parameters_are_field_errors(params, field):
     assert field in _errors(response)
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"end": "9999-12-31"}, "end"),
+        ({"end": "0001-01-05"}, "end"),  # the default start, 29 days before, would not exist
+        ({"start": "0001-01-01", "end": "0001-01-02"}, "start"),
+        ({"start": "1999-12-31", "end": "2000-01-02"}, "start"),
+    ],
+)
+@pytest.mark.parametrize("csv_format", [False, True])
+def test_dates_out_of_range_are_field_errors_not_500s(params, field, csv_format):
+    api = _client("reports:read")
+    api.raise_request_exception = False
+    extra = {"format": "csv"} if csv_format else {}
+    response = api.get("/api/v1/reports/channels/", params | extra)
+    assert response.status_code == 400, response.content
+    if not csv_format:
+        assert field in _errors(response)
+
+
 def test_a_lone_surrogate_is_a_field_error():
     # %ED%A0%80 is U+D800 encoded as if it were a character: not UTF-8
     response = _client("reports:read").get("/api/v1/reports/channels/?start=%ED%A0%80")

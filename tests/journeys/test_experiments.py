@@ -255,6 +255,8 @@ def test_a_copy_keeps_the_split_and_the_holdout():
         ([{"key": "a", "weight": 0, "goto": "end"}, AB[1]], "positive whole number"),
         ([{"key": "a", "weight": "x", "goto": "end"}, AB[1]], "positive whole number"),
         ([{"key": "a", "weight": 1.5, "goto": "end"}, AB[1]], "positive whole number"),
+        ([{"key": "a", "weight": 1001, "goto": "end"}, AB[1]], "at most 1000"),
+        ([{"key": "a", "weight": 10**6, "goto": "end"}, AB[1]], "at most 1000"),
         ([{"key": "b", "weight": 1, "goto": "end"}, AB[1]], "Two variants are called “b”"),
         ([{"key": "a b", "weight": 1, "goto": "end"}, AB[1]], "letters, digits"),
         ([{"key": "a", "weight": 1}, AB[1]], "Say which step"),
@@ -416,3 +418,36 @@ def test_the_journey_page_takes_a_holdout_of_zero_to_fifty(admin_client, value, 
     else:
         assert response.status_code == 302
         assert Journey.objects.get(slug="welcome-vips").holdout_percent == saved
+
+
+@pytest.mark.parametrize(
+    ("weight", "expected"),
+    [
+        ("\u00b2", "positive whole number"),  # superscript two: isdigit() but not int()
+        ("\u0661", "positive whole number"),  # an Arabic-Indic digit
+        ("9" * 5000, "positive whole number"),  # int() refuses more than 4300 digits
+        ("1001", "at most 1000"),
+    ],
+)
+def test_the_admin_refuses_odd_split_weights_without_a_500(client, weight, expected):
+    from tests.audiences.test_membership import staff
+    from tests.journeys.test_segment_triggers import _journey_post
+
+    client.force_login(staff("marketing"))
+    client.raise_request_exception = False
+    post = _journey_post(trigger_event="order.completed") | {
+        "steps-TOTAL_FORMS": "1",
+        "steps-0-position": "0",
+        "steps-0-key": "split",
+        "steps-0-kind": "split",
+        "steps-0-variants_key_0": "a",
+        "steps-0-variants_weight_0": weight,
+        "steps-0-variants_goto_0": "end",
+        "steps-0-variants_key_1": "b",
+        "steps-0-variants_weight_1": "50",
+        "steps-0-variants_goto_1": "end",
+    }
+    response = client.post("/admin/journeys/journey/add/", post)
+    assert response.status_code == 200
+    assert expected in response.content.decode()
+    assert not Journey.objects.filter(slug="welcome-vips").exists()

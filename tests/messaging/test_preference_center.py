@@ -55,15 +55,17 @@ def form_state(client: Client, url: str) -> tuple[str, dict]:
     data = {
         "csrfmiddlewaretoken": re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)[1],
         "shown": re.findall(r'name="shown" value="(\w+)"', html),
+        **dict(re.findall(r'name="(was_\w+)" value="(on|off)"', html)),
         **dict.fromkeys(checked(html), "on"),
     }
     return html, data
 
 
 def test_the_token_names_the_contact_and_cannot_be_forged(ada):
-    token = preferences_token(contact_id=ada.pk)
+    with time_machine.travel(timezone.now(), tick=False):  # the token carries the second
+        token = preferences_token(contact_id=ada.pk)
+        assert preferences_url(contact_id=ada.pk).endswith(f"/preferences/{token}")
     assert read_preferences_token(token) == ada.pk
-    assert preferences_url(contact_id=ada.pk).endswith(f"/preferences/{token}")
     forged = signing.TimestampSigner(salt="another").sign_object({"c": ada.pk})
     for bad in (forged, token[:-2] + "xx", "nonsense", "", token.replace(":", "")):
         response = Client().get(f"/preferences/{bad}") if bad else None
@@ -157,6 +159,73 @@ def test_an_item_not_on_the_page_is_left_alone(ada, topics):
     Topic.objects.filter(slug="old").update(is_active=True)
     client.post(url, data)
     assert not TopicSubscription.objects.filter(contact=ada).exists()
+    assert not ConsentChange.objects.filter(contact=ada).exists()
+
+
+def test_a_page_left_open_across_a_stop_does_not_undo_it(ada, topics):
+    """The customer opens the page, texts STOP, then unticks a topic on the page (SMS still
+    ticked as drawn) and saves: the STOP stands, the topic change is written, and the page
+    asks the customer to review SMS."""
+    client = Client(enforce_csrf_checks=True)
+    url = page_url(ada)
+    _, data = form_state(client, url)
+    assert data["channel_sms"] == "on" and data["was_channel_sms"] == "on"
+    services.consent_set(contact=ada, channel="sms", status="unsubscribed", source="keyword")
+    data.pop("topic_news")
+    response = client.post(url, data)
+    assert response.status_code == 302 and response["Location"].endswith("?changed=channel_sms")
+    assert consent_status(contact=ada, channel="sms") == "unsubscribed"
+    assert list(ConsentChange.objects.filter(contact=ada).values_list("source", "status")) == [
+        ("preference_center", "unsubscribed"),  # the news topic, newest first
+        ("keyword", "unsubscribed"),
+    ]
+    review = client.get(response["Location"]).content.decode()
+    assert "This changed since you opened the page: Text messages (SMS)." in review
+    assert "Your preferences are saved." not in review
+    assert checked(review) == {"channel_email"}  # drawn again as it is now
+
+
+def test_a_page_left_open_across_a_one_click_topic_unsubscribe_does_not_undo_it(ada, topics):
+    client = Client()
+    url = page_url(ada)
+    _, data = form_state(client, url)
+    assert data["topic_news"] == "on"
+    news = topics[0]
+    services.topic_subscription_set(
+        contact=ada, topic=news, status="unsubscribed", source="one_click", note=""
+    )
+    data["topic_deals"] = "on"  # the customer's change elsewhere on the page is written
+    response = client.post(url, data)
+    assert response["Location"].endswith("?changed=topic_news")
+    subs = dict(TopicSubscription.objects.filter(contact=ada).values_list("topic__slug", "status"))
+    assert subs == {"news": "unsubscribed", "deals": "subscribed"}
+
+
+def test_a_change_to_an_item_that_moved_meanwhile_is_not_written(ada):
+    """Drawn unsubscribed, ticked by the customer, subscribed meanwhile by another source:
+    nothing to write, and no second ledger row; the same the other way round."""
+    services.consent_set(contact=ada, channel="sms", status="unsubscribed", source="keyword")
+    client = Client()
+    url = page_url(ada)
+    _, data = form_state(client, url)
+    assert data["was_channel_sms"] == "off"
+    services.consent_set(contact=ada, channel="sms", status="subscribed", source="keyword")
+    data["channel_sms"] = "on"
+    response = client.post(url, data)
+    assert response["Location"].endswith("?changed=channel_sms")
+    assert not ConsentChange.objects.filter(contact=ada, source="preference_center").exists()
+
+
+def test_a_form_without_the_drawn_state_writes_nothing(ada, topics):
+    client = Client()
+    url = page_url(ada)
+    _, data = form_state(client, url)
+    data = {k: v for k, v in data.items() if not k.startswith("was_")}
+    data["topic_deals"] = "on"
+    data.pop("channel_sms")
+    response = client.post(url, data)
+    assert "changed=channel_sms" in response["Location"]
+    assert consent_status(contact=ada, channel="sms") == "subscribed"
     assert not ConsentChange.objects.filter(contact=ada).exists()
 
 

@@ -316,6 +316,40 @@ def test_marketing_sms_gets_the_stop_line_and_it_counts_toward_segments(settings
     assert sms(contact, "Hi").body == "Hi"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Stop by our store today for 20% off!",
+        "Don't stop shopping: 2 for 1 this weekend",
+        "Non-stop deals all week",
+        "Bus stop ads are back. STOP.",
+    ],
+)
+def test_another_sense_of_stop_still_gets_the_stop_line(settings, body):
+    from messaging.services.messages import with_stop_line
+
+    assert with_stop_line(body) == f"{body}\nReply STOP to opt out"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Sale today! Reply STOP to opt out",
+        "Sale today! Text stop to end.",
+        "Sale today! txt STOP to unsubscribe",
+        'Sale! Send "STOP" to 12345 to end these',
+        "Sale!\nreply stop to opt out",  # the configured line, in any case
+    ],
+)
+def test_a_body_that_already_says_how_to_opt_out_gets_no_second_line(settings, body):
+    from messaging.services.messages import with_stop_line
+
+    assert with_stop_line(body) == body
+    settings.SMS_STOP_LINE = "Opt out: STOP"
+    assert with_stop_line("Hi! Opt out: STOP") == "Hi! Opt out: STOP"
+    assert with_stop_line("Stop by!") == "Stop by!\nOpt out: STOP"
+
+
 def test_the_stop_line_counts_toward_the_1600_character_limit(settings):
     contact = ContactFactory()
     ConsentFactory(contact=contact, channel="sms", status="subscribed")
@@ -500,3 +534,48 @@ def test_a_journeys_new_version_and_copy_keep_its_topic():
     )
     assert journey_copy(journey=journey).topic == news
     assert journey_copy(journey=journey, slug="n-copy").topic == news
+
+
+def test_an_inactive_topic_is_refused_at_launch_and_activation(api):
+    """An inactive topic is hidden from the preference center, so its recipients could not
+    leave it there: a broadcast cannot launch (nor its draft be saved) naming one, and a
+    journey cannot be activated with one."""
+    from campaigns.errors import BroadcastError
+    from journeys.lifecycle import journey_activate
+
+    retired = topic("retired", is_active=False)
+    templates()
+    staff = marketer()
+    contacts = people(2)
+    broadcast = draft([static_segment(contacts)], topic=retired, channel_order=["sms"])
+    with pytest.raises(BroadcastError) as caught:
+        campaign_services.broadcast_launch(broadcast=broadcast, actor=staff, now=NOW)
+    assert "inactive" in caught.value.errors["topic"][0]
+    assert not BroadcastRecipient.objects.filter(broadcast=broadcast).exists()
+    body = {
+        "name": "Retired",
+        "slug": "retired-1",
+        "segments": [broadcast.segments.first().slug],
+        "template_slug": "promo",
+        "topic": "retired",
+    }
+    refused = api.post("/api/v1/broadcasts/", body, format="json")
+    assert refused.status_code == 400, refused.content
+    assert "topic" in {e["attr"] for e in refused.json()["errors"]}
+
+    journey = Journey.objects.create(
+        name="R", slug="r", status="draft", trigger_event="x", category="marketing", topic=retired
+    )
+    Step.objects.create(
+        journey=journey,
+        position=0,
+        key="promo",
+        kind="send",
+        config={"template": "promo", "channel": "sms", "fallback_channels": []},
+    )
+    problems = journey_activate(journey=journey)
+    assert any("inactive" in p for p in problems), problems
+    journey.refresh_from_db()
+    assert journey.status == "draft"
+    Topic.objects.filter(pk=retired.pk).update(is_active=True)
+    assert journey_activate(journey=journey) == []
