@@ -156,7 +156,7 @@ class ComparisonOutput(serializers.Serializer):
     alpha = serializers.FloatField()
 
 
-class VariantOutput(serializers.Serializer):
+class JourneyVariantOutput(serializers.Serializer):
     key = serializers.CharField()
     weight = serializers.IntegerField(allow_null=True)
     goto = serializers.CharField(allow_null=True)
@@ -172,13 +172,13 @@ class VariantOutput(serializers.Serializer):
     )
 
 
-class SplitOutput(serializers.Serializer):
+class JourneySplitOutput(serializers.Serializer):
     step = serializers.CharField()
     baseline = serializers.CharField(allow_null=True)
-    variants = VariantOutput(many=True)
+    variants = JourneyVariantOutput(many=True)
 
 
-class ExperimentOutput(serializers.Serializer):
+class JourneyExperimentOutput(serializers.Serializer):
     journey = serializers.CharField()
     journey_id = serializers.IntegerField()
     version = serializers.IntegerField()
@@ -188,14 +188,14 @@ class ExperimentOutput(serializers.Serializer):
     entered_from = serializers.DateTimeField()
     entered_to = serializers.DateTimeField()
     holdout = ComparisonOutput(help_text="Treated (not held out) against control (held out).")
-    splits = SplitOutput(many=True)
+    splits = JourneySplitOutput(many=True)
 
 
 class JourneyExperimentView(APIView):
     required_scopes = {"GET": "journeys:read"}
 
     @extend_schema(
-        responses=ExperimentOutput,
+        responses=JourneyExperimentOutput,
         parameters=[
             OpenApiParameter(
                 "from", dt.date, description="First day of entry (default: 89 days ago)."
